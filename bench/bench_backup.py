@@ -1,0 +1,174 @@
+"""Backup and restore of 100 000 users on PostgreSQL, against floors measured in the same run.
+
+Limit for each: 2 x (KDF time + a raw asyncpg COPY of the same rows + AES-GCM of the tokens).
+  - KDF: one scrypt derivation with the backup's default parameters (n=2^17, r=8, p=1);
+  - COPY: the same rows (ciphertext as stored) with ``copy_records_to_table`` into a fresh
+    table exactly like the tokens table (its indexes and its foreign key: restore's floor), and
+    ``copy_from_table`` out of the tokens table (backup's floor: reading is what a backup does);
+  - AES-GCM: one AES-256-GCM encryption per token (access and refresh), one cipher object.
+Backup is timed from the service call to the file on disk; restore from opening the file to
+the last batch committed (decrypt, plan against the store, COPY into a temporary table and
+one upsert per batch). Runs in a throwaway database, dropped afterwards. Prints the figures
+and the limits; always exits 0 (a report, not a test).
+
+    python bench/bench_backup.py [--users 100000] [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from console import backup as bk  # noqa: E402
+from console.config import Settings  # noqa: E402
+from console.crypto import generate_key  # noqa: E402
+from console.service import AuthService  # noqa: E402
+from console.tokens import TokenRecord  # noqa: E402
+
+PASSPHRASE = "bench passphrase, long enough"
+TOKENS = '"LiteLLM_ClaudeOAuthTokens"'
+
+
+def records(n: int) -> list[TokenRecord]:
+    now = time.time()
+    return [TokenRecord(user_id=f"user{i:06d}", access_token=f"sk-ant-oat01-{os.urandom(70).hex()[:108]}",
+                        refresh_token=f"sk-ant-ort01-{os.urandom(70).hex()[:108]}", expires_at=now + 3600 + i % 600,
+                        scopes=["user:inference", "user:profile"], account_email=f"user{i}@example.com",
+                        account_uuid=str(uuid.UUID(int=i)), subscription_type="max",
+                        created_at=now - 86400, updated_at=now - 60, refresh_count=i % 17,
+                        last_used=now - 30 if i % 2 else None)
+            for i in range(n)]
+
+
+def kdf_floor() -> float:
+    started = time.perf_counter()
+    bk.derive_key(PASSPHRASE, bk.SCRYPT, os.urandom(16))
+    return time.perf_counter() - started
+
+
+def aes_floor(rows: list[TokenRecord]) -> float:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    cipher, urandom = AESGCM(os.urandom(32)), os.urandom
+    tokens = [(r.access_token.encode(), r.refresh_token.encode(), r.user_id.encode()) for r in rows]
+    started = time.perf_counter()
+    for access, refresh, aad in tokens:
+        cipher.encrypt(urandom(12), access, aad)
+        cipher.encrypt(urandom(12), refresh, aad)
+    return time.perf_counter() - started
+
+
+async def copy_floors(dsn: str) -> tuple[float, float, int]:
+    """(COPY in, COPY out, rows): the stored rows, as stored, through asyncpg's COPY."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(f"SELECT * FROM {TOKENS}")
+        columns = list(rows[0].keys())
+        # A fresh table exactly like the tokens table: same columns, defaults, indexes, foreign key.
+        await conn.execute(f"""CREATE TABLE bench_copy (LIKE {TOKENS} INCLUDING ALL);
+            ALTER TABLE bench_copy ADD FOREIGN KEY (user_id) REFERENCES "LiteLLM_UserTable"(user_id)""")
+        started = time.perf_counter()
+        await conn.copy_records_to_table("bench_copy", records=[tuple(r) for r in rows], columns=columns)
+        copy_in = time.perf_counter() - started
+        sink = []
+
+        async def collect(chunk):
+            sink.append(chunk)
+
+        started = time.perf_counter()
+        await conn.copy_from_table("LiteLLM_ClaudeOAuthTokens", output=collect)
+        copy_out = time.perf_counter() - started
+        await conn.execute("DROP TABLE bench_copy")
+        return copy_in, copy_out, len(rows)
+    finally:
+        await conn.close()
+
+
+async def run(users: int, admin_dsn: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(admin_dsn)
+    name = f"cc_bench_{uuid.uuid4().hex[:10]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = f"{admin_dsn.rsplit('/', 1)[0]}/{name}"
+    folder = Path(tempfile.mkdtemp(prefix="cc-bench-"))
+    settings = Settings(database_url=dsn, encryption_key=generate_key(), token_file=str(folder / "t.json"))
+    service = AuthService(settings, face="bench")
+    try:
+        data = records(users)
+        started = time.perf_counter()
+        for start in range(0, users, 10000):
+            await service.store.put_many(data[start:start + 10000])
+        print(f"seeded {users} users in {time.perf_counter() - started:.1f}s (not timed below)")
+
+        kdf = kdf_floor()
+        aes = aes_floor(data)
+        copy_in, copy_out, copied = await copy_floors(dsn)
+        assert copied == users
+
+        target = folder / "all.ccbackup"
+        started = time.perf_counter()
+        summary = await service.backup(target, PASSPHRASE)
+        backup_s = time.perf_counter() - started
+        assert summary.users == users
+
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(f"DELETE FROM {TOKENS}")
+        started = time.perf_counter()
+        contents = await service.open_backup(target, PASSPHRASE)
+        opened = time.perf_counter() - started
+        plan = await service.plan_restore(contents)
+        planned = time.perf_counter() - started
+        result = await service.apply_restore(plan)
+        restore_s = time.perf_counter() - started
+        restored = await conn.fetchval(f"SELECT count(*) FROM {TOKENS}")
+        await conn.close()
+        assert len(result.written) == users == restored
+        sample = await service.get_record("user004242")
+        assert sample.access_token == data[4242].access_token
+
+        backup_floor = kdf + copy_out + aes
+        restore_floor = kdf + copy_in + aes
+        print(f"floors: KDF (scrypt n=2^17 r=8 p=1) {kdf:.3f}s, COPY in {copy_in:.3f}s, COPY out {copy_out:.3f}s, "
+              f"AES-GCM of {2 * users} tokens {aes:.3f}s")
+        print(f"backup  {users} users: {backup_s:.3f}s ({summary.bytes / 1e6:.1f} MB)   limit 2 x (KDF + COPY out + "
+              f"AES-GCM) = {2 * backup_floor:.3f}s   {'OK' if backup_s <= 2 * backup_floor else 'OVER'}")
+        print(f"restore {users} users: {restore_s:.3f}s (open {opened:.3f}s, plan {planned - opened:.3f}s, "
+              f"write {restore_s - planned:.3f}s in {result.batches} batches)   limit 2 x (KDF + COPY in + AES-GCM) "
+              f"= {2 * restore_floor:.3f}s   {'OK' if restore_s <= 2 * restore_floor else 'OVER'}")
+    finally:
+        await service.aclose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+        for leftover in folder.iterdir():
+            leftover.unlink()
+        folder.rmdir()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--dsn", default=os.environ.get("TEST_DATABASE_URL",
+                                                        "postgresql://postgres@127.0.0.1:5432/postgres"))
+    args = parser.parse_args()
+    try:
+        asyncio.run(run(args.users, args.dsn))
+    except OSError as exc:
+        print(f"PostgreSQL is not reachable at {args.dsn}: {exc}; nothing measured")
+    except Exception as exc:  # a report, not a test: say what stopped it, exit 0
+        print(f"the benchmark stopped: {type(exc).__name__}: {exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""PostgreSQL tier speed, each figure against raw asyncpg measured in the same run.
+
+1. ``get_access_token`` from PostgreSQL, cold (no memory cache, no Redis): median per call
+   must be <= 1.5x a raw prepared asyncpg primary-key SELECT of the same row + decrypting
+   both tokens.
+2. Listing 100 000 users for the board (``list_users``: one query, nothing decrypted): must be
+   <= 1.5x a raw asyncpg ``SELECT *`` of the same rows. Also printed, for reference: a raw
+   SELECT of exactly the columns the listing reads (its own query, without building records).
+
+Creates and drops its own database. A report, not a test: prints the figures, exits 0.
+
+    python bench/bench_postgres.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+                                   [--users 100000] [--calls 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+LIMIT = 1.5
+GET_USERS = 500
+
+
+def records(n: int, now: float):
+    from console.tokens import TokenRecord
+
+    return [TokenRecord(user_id=f"user-{i:06d}", access_token=f"sk-ant-oat01-{uuid.uuid4().hex}{uuid.uuid4().hex}",
+                        refresh_token=f"sk-ant-ort01-{uuid.uuid4().hex}{uuid.uuid4().hex}",
+                        expires_at=now + 3600 + i % 7200, scopes=["user:inference", "user:profile"],
+                        account_email=f"user-{i:06d}@example.com", refresh_count=i % 17, created_at=now - 86400)
+            for i in range(n)]
+
+
+async def bench_get(service, dsn: str, calls: int) -> tuple[float, float]:
+    """Median µs per call: (get_access_token, raw prepared SELECT + decrypt), interleaved."""
+    import asyncpg
+
+    from console.store.postgres import SELECT_ONE
+
+    tier = service.store.primary
+    keyring = tier.keyring
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+        stmt = await conn.prepare(SELECT_ONE)
+        users = [f"user-{i:06d}" for i in range(GET_USERS)]
+        for uid in users:  # warm both paths (pool, prepared statements, the once-a-minute touch)
+            await service.get_access_token(uid)
+            await stmt.fetchrow(uid)
+        ours, raw = [], []
+        clock = time.perf_counter
+        for n in range(calls):
+            uid = users[n % GET_USERS]
+            t = clock()
+            await service.get_access_token(uid)
+            ours.append(clock() - t)
+            t = clock()
+            row = await stmt.fetchrow(uid)
+            keyring.decrypt(row[1], uid)
+            keyring.decrypt(row[2], uid)
+            raw.append(clock() - t)
+        return statistics.median(ours) * 1e6, statistics.median(raw) * 1e6
+    finally:
+        await conn.close()
+
+
+async def bench_list(service, dsn: str, expected: int, repeats: int = 5) -> tuple[float, float, float]:
+    """Best of ``repeats`` seconds, interleaved: (list_users, raw SELECT * of the rows, raw SELECT
+    of exactly the columns the listing reads)."""
+    import asyncpg
+
+    from console.store.postgres import SELECT_ALL_HIDDEN, TOKENS
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        ours, raw, narrow = [], [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            listed = await service.list_users()
+            ours.append(time.perf_counter() - t)
+            assert len(listed) == expected, len(listed)
+            t = time.perf_counter()
+            rows = await conn.fetch(f"SELECT * FROM {TOKENS}")
+            raw.append(time.perf_counter() - t)
+            assert len(rows) == expected
+            del rows
+            t = time.perf_counter()
+            rows = await conn.fetch(SELECT_ALL_HIDDEN)
+            narrow.append(time.perf_counter() - t)
+            del rows
+        return min(ours), min(raw), min(narrow)
+    finally:
+        await conn.close()
+
+
+async def main(dsn: str, users: int, calls: int) -> None:
+    try:
+        import asyncpg
+    except ImportError as exc:
+        print(f"skipped: {exc}")
+        return
+    from console.config import load_settings
+    from console.crypto import generate_key
+    from console.service import AuthService
+
+    try:
+        admin = await asyncpg.connect(dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"skipped: PostgreSQL at {dsn} is not reachable ({exc})")
+        return
+    name = f"cc_bench_{uuid.uuid4().hex[:10]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    db = f"{dsn.rsplit('/', 1)[0]}/{name}"
+    folder = tempfile.mkdtemp(prefix="cc-bench-pg-")
+    try:
+        settings = load_settings(env={}, database_url=db, encryption_key=generate_key(), memory_cache_ttl=0.0,
+                                 token_file=os.path.join(folder, "tokens.json"))
+        async with AuthService(settings) as service:
+            t = time.perf_counter()
+            await service.store.primary.put_many(records(users, time.time()))
+            print(f"seeded {users:,} encrypted rows in {time.perf_counter() - t:.1f} s")
+            ours, raw = await bench_get(service, db, calls)
+            ratio = ours / raw
+            print(f"get_access_token from PostgreSQL, cold: median {ours:.0f} µs per call; raw prepared "
+                  f"asyncpg primary-key SELECT + decrypt: {raw:.0f} µs; ratio {ratio:.2f} "
+                  f"(limit {LIMIT:.1f}x) -> {'ok' if ratio <= LIMIT else 'OVER'}")
+            ours, raw, narrow = await bench_list(service, db, users)
+            ratio = ours / raw
+            print(f"listing {users:,} users for the board: {ours * 1000:.0f} ms; raw asyncpg SELECT * of the "
+                  f"same rows: {raw * 1000:.0f} ms; ratio {ratio:.2f} (limit {LIMIT:.1f}x) -> "
+                  f"{'ok' if ratio <= LIMIT else 'OVER'}")
+            print(f"  (for reference: raw asyncpg SELECT of only the columns the listing reads, as epoch "
+                  f"floats and without ciphertext: {narrow * 1000:.0f} ms; ratio {ours / narrow:.2f})")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", default=os.environ.get("TEST_DATABASE_URL",
+                                                        "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--calls", type=int, default=20_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.dsn, args.users, args.calls))
+    sys.exit(0)

@@ -1,0 +1,196 @@
+"""Encryption of tokens at rest: AES-256-GCM, the user id as associated data, key ids.
+
+A value looks like ``enc:v1:<key id>:<base64url(nonce | ciphertext | tag)>``. The key id
+(first 8 hex digits of SHA-256 of the key) lets a keyring of several keys decrypt old
+values while the first key encrypts new ones, which is how rotation works. Binding the
+user id as associated data means a ciphertext copied onto another user's row fails.
+Values written with Fernet under the same key (the seed's format) still decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+
+from .errors import ConfigError, CryptoError, NoKeyConfigured, UnknownKey
+
+PREFIX = "enc:v1:"
+_NONCE = 12
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+KEYGEN_COMMAND = (
+    "python -c \"import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())\""
+)
+
+
+def _b64decode(text: str) -> bytes:
+    text = text.strip().replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def key_id(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+def generate_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def is_encrypted(value: str | None) -> bool:
+    return bool(value) and (value.startswith(PREFIX) or value.startswith("gAAAAA"))
+
+
+class Keyring:
+    """The configured keys: the first encrypts, all decrypt."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        for key in keys:
+            if len(key) != 32:
+                raise ConfigError("an encryption key is not 32 bytes",
+                                  hint=f"generate one with: {KEYGEN_COMMAND}")
+        self.keys = list(keys)
+        self._by_id = {key_id(k): k for k in keys}
+        self._aead = {}
+
+    @classmethod
+    def from_spec(cls, spec: str | None, *, source: str = "CLAUDE_TOKEN_ENCRYPTION_KEY") -> "Keyring":
+        """Parse ``key1,key2``: urlsafe (or standard) base64 of 32 bytes each."""
+        keys = []
+        for part in (spec or "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                raw = _b64decode(part)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ConfigError(f"{source}: a key is not base64 of 32 bytes",
+                                  hint=f"generate one with: {KEYGEN_COMMAND}")
+            keys.append(raw)
+        return cls(keys)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keys)
+
+    @property
+    def primary_id(self) -> str | None:
+        return key_id(self.keys[0]) if self.keys else None
+
+    @property
+    def key_ids(self) -> list[str]:
+        return [key_id(k) for k in self.keys]
+
+    def _cipher(self, kid: str):
+        cipher = self._aead.get(kid)
+        if cipher is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            cipher = self._aead[kid] = AESGCM(self._by_id[kid])
+        return cipher
+
+    def encrypt(self, plaintext: str, aad: str) -> str:
+        if not self.keys:
+            raise NoKeyConfigured("no encryption key is configured",
+                                  hint="set CLAUDE_TOKEN_ENCRYPTION_KEY")
+        kid = self.primary_id
+        nonce = os.urandom(_NONCE)
+        sealed = self._cipher(kid).encrypt(nonce, plaintext.encode(), aad.encode())
+        return f"{PREFIX}{kid}:{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
+
+    def value_key_id(self, value: str) -> str | None:
+        if value.startswith(PREFIX):
+            return value[len(PREFIX):].split(":", 1)[0]
+        return None
+
+    def decrypt(self, value: str, aad: str) -> str:
+        if value.startswith(PREFIX):
+            try:
+                kid, body = value[len(PREFIX):].split(":", 1)
+                blob = _b64decode(body)
+            except (ValueError, binascii.Error):
+                raise CryptoError(f"a stored token for user {aad!r} is not a valid ciphertext",
+                                  hint="restore it from a backup or log the user in again") from None
+            if kid not in self._by_id:
+                if not self.keys:
+                    raise NoKeyConfigured(
+                        f"tokens for user {aad!r} are encrypted (key id {kid}) but no key is configured",
+                        hint="set CLAUDE_TOKEN_ENCRYPTION_KEY to the key that wrote them")
+                raise UnknownKey(
+                    f"tokens for user {aad!r} were encrypted with key id {kid}, which is not configured "
+                    f"(configured: {', '.join(self.key_ids)})",
+                    hint="add that key to CLAUDE_TOKEN_ENCRYPTION_KEY (comma-separated, new key first)")
+            from cryptography.exceptions import InvalidTag
+
+            try:
+                return self._cipher(kid).decrypt(blob[:_NONCE], blob[_NONCE:], aad.encode()).decode()
+            except InvalidTag:
+                raise CryptoError(
+                    f"a stored token for user {aad!r} failed authentication under key id {kid} "
+                    "(tampered, or copied from another user)",
+                    hint="restore it from a backup or log the user in again") from None
+        if value.startswith("gAAAAA"):
+            return self._decrypt_fernet(value, aad)
+        return value
+
+    def _decrypt_fernet(self, value: str, aad: str) -> str:
+        if not self.keys:
+            raise NoKeyConfigured(f"tokens for user {aad!r} are Fernet-encrypted but no key is configured",
+                                  hint="set CLAUDE_TOKEN_ENCRYPTION_KEY to the key that wrote them")
+        from cryptography.fernet import Fernet, InvalidToken
+
+        for key in self.keys:
+            try:
+                return Fernet(base64.urlsafe_b64encode(key)).decrypt(value.encode()).decode()
+            except InvalidToken:
+                continue
+        raise UnknownKey(f"tokens for user {aad!r} are Fernet-encrypted under a key that is not configured",
+                         hint="add the key that wrote them to CLAUDE_TOKEN_ENCRYPTION_KEY")
+
+    def needs_rotation(self, value: str | None) -> bool:
+        """True when a value is plaintext, Fernet, or under a key other than the first."""
+        if not value or not self.keys:
+            return False
+        return self.value_key_id(value) != self.primary_id
+
+    # -- bulk (backups, restores): the same values as encrypt/decrypt, less per-call work --
+
+    def encrypt_many(self, values: list[str | None], aads: list[str]) -> list[str | None]:
+        """``encrypt`` for each value (``None`` and ``""`` stay as they are)."""
+        if not self.keys:
+            raise NoKeyConfigured("no encryption key is configured", hint="set CLAUDE_TOKEN_ENCRYPTION_KEY")
+        kid = self.primary_id
+        seal, head = self._cipher(kid).encrypt, f"{PREFIX}{kid}:"
+        urandom, b64 = os.urandom, base64.urlsafe_b64encode
+        out: list[str | None] = []
+        for value, aad in zip(values, aads):
+            if not value:
+                out.append(value)
+                continue
+            nonce = urandom(_NONCE)
+            out.append(head + b64(nonce + seal(nonce, value.encode(), aad.encode())).decode().rstrip("="))
+        return out
+
+    def decrypt_many(self, values: list[str | None], aads: list[str]) -> list[str | None]:
+        """``decrypt`` for each value; anything off the fast path (other formats, errors) goes
+        through ``decrypt`` itself, so failures raise the same one-line errors."""
+        from cryptography.exceptions import InvalidTag
+
+        heads = {f"{PREFIX}{kid}:": self._cipher(kid).decrypt for kid in self._by_id}
+        size = len(PREFIX) + 9   # "enc:v1:" + 8 hex digits of key id + ":"
+        a2b, urlsafe = binascii.a2b_base64, _URLSAFE
+        out: list[str | None] = []
+        append = out.append
+        for value, aad in zip(values, aads):
+            decrypt = heads.get(value[:size]) if value else None
+            if decrypt is not None:
+                try:  # lenient decoding is fine here: a wrong byte fails the tag below
+                    blob = a2b(value[size:].encode().translate(urlsafe) + b"==")
+                    append(decrypt(blob[:_NONCE], blob[_NONCE:], aad.encode()).decode())
+                    continue
+                except (InvalidTag, ValueError, binascii.Error):
+                    pass
+            append(self.decrypt(value, aad) if value else value)
+        return out

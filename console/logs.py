@@ -1,0 +1,51 @@
+"""Logging that can never leak a secret: every record passes through ``redact``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+
+_PATTERNS = [
+    # Anthropic tokens and keys wherever they appear.
+    (re.compile(r"sk-ant-[A-Za-z]+\d*-[A-Za-z0-9_\-]{4,}"), "sk-ant-***"),
+    # Authorization headers, in any casing, quoted or not.
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer\s+)?[^\s'\",}]+"), r"\1\2***"),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]+"), "Bearer ***"),
+    # JSON or repr fields and query parameters holding secrets.
+    (re.compile(r"(?i)(['\"]?(?:access_token|refresh_token|accessToken|refreshToken|code_verifier|"
+                r"verifier|code|password|passphrase|master_key|encryption_key)['\"]?\s*[:=]\s*['\"]?)"
+                r"([^'\"&\s,}]+)"), r"\1***"),
+    (re.compile(r"(?i)([?&#](?:code|code_verifier|access_token|refresh_token)=)[^&\s#]+"), r"\1***"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then redacts the whole line (message, args and traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def setup_logging(level: str | None = None, verbose: bool = False, stream=None) -> None:
+    """Configure the ``console`` loggers once: LITELLM_LOG_LEVEL or --verbose, to stderr."""
+    name = "DEBUG" if verbose else (level or os.environ.get("LITELLM_LOG_LEVEL") or "WARNING")
+    numeric = logging.getLevelName(str(name).upper())
+    if not isinstance(numeric, int):
+        numeric = logging.WARNING
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("console", "httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h.formatter, RedactingFormatter)]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(numeric)
+        logger.propagate = False

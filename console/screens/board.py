@@ -1,0 +1,436 @@
+"""The home screen: every user, live, with the actions an operator needs.
+
+Data arrives from workers as messages; only message handlers touch widgets. Polls are
+chained (the next is armed when the last one lands), so they never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Input, Label, ProgressBar
+from textual.worker import Worker
+
+from ..errors import ConsoleError
+from ..tokens import TokenRecord, format_duration
+from ..widgets.board_view import COLUMNS, BoardView
+from ..widgets.health_bar import HealthBar
+from .confirm import ConfirmScreen
+
+
+def reason(exc: BaseException) -> str:
+    """The one line an operator sees for a failure; never a traceback."""
+    if isinstance(exc, ConsoleError):
+        return str(exc)
+    return f"unexpected error ({type(exc).__name__}): {exc}"
+
+
+class PolledPage(Message):
+    """One page of a listing: the board upserts it at once, so big stores show rows early."""
+
+    def __init__(self, records: list[TokenRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+
+class Polled(Message):
+    """The listing is complete: every user id seen, the storage health, and what it cost."""
+
+    def __init__(self, user_ids: set[str], health: list, seconds: float) -> None:
+        super().__init__()
+        self.user_ids = user_ids
+        self.health = health
+        self.seconds = seconds
+
+
+class PollFailed(Message):
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class WorkProgress(Message):
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class WorkDone(Message):
+    """A user-visible outcome: a notification, then a fresh poll."""
+
+    def __init__(self, text: str, severity: str = "information", *, bulk: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.severity = severity
+        self.bulk = bulk
+
+
+FIRST_PAGE = 1000         # users in the first listing page: painted at once
+PAGE_SIZE = 20000         # users per later page
+POLL_COST_FACTOR = 4.0    # wait at least this many times as long as the last poll took
+
+_SORT_BINDINGS = [Binding(str(i), f"sort('{c.key}')", f"Sort: {c.title.lower()}", show=False,
+                          tooltip=f"Sort by {c.title.lower()} (again: reverse)")
+                  for i, c in enumerate(COLUMNS, start=1)]
+
+
+class BoardScreen(Screen[None]):
+    HELP_TITLE = "board"
+    HELP_STATUSES = True
+    AUTO_FOCUS = "BoardView"
+    BINDINGS = [
+        Binding("l", "login", "Login", tooltip="Log a user in (guided, with a QR code)"),
+        Binding("enter", "detail", "Detail", tooltip="Open the selected user's detail"),
+        Binding("r", "refresh", "Refresh", tooltip="Refresh the selected user's token now"),
+        Binding("R", "refresh_all", "All", tooltip="Refresh every user shown (escape stops)"),
+        Binding("d,delete", "logout", "Logout", tooltip="Log the selected user out (asks first)"),
+        Binding("slash", "filter", "Filter", tooltip="Filter as you type (escape clears)"),
+        Binding("s", "cycle_sort", "Sort", show=False, tooltip="Sort by the next column (1-8 pick one)"),
+        *_SORT_BINDINGS,
+        Binding("b", "backup", "Backup", show=False, tooltip="Back up the stored tokens"),
+        Binding("o", "restore", "Restore", show=False, tooltip="Restore tokens from a backup"),
+        Binding("escape", "escape", "Clear", show=False,
+                tooltip="Clear the filter, or stop a refresh of all users"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._polling = False
+        self._poll_again = False
+        self._poll_timer: Timer | None = None
+        self._last_poll_error: str | None = None
+        self._bulk: Worker | None = None
+        self._bulk_last_post = 0.0
+        self._away = False
+
+    # -- layout ------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        yield Header()
+        yield HealthBar(id="health")
+        yield BoardView(id="board", clock=app.clock,
+                        refresh_buffer=app.service.settings.refresh_buffer)
+        yield Footer(compact=True)
+        # The filter field and the progress line are mounted when first needed: a faster start.
+
+    @property
+    def board(self) -> BoardView:
+        return self.query_one(BoardView)
+
+    def on_mount(self) -> None:
+        preloaded = getattr(self.app, "preloaded", None)
+        if preloaded is not None:   # the first page, read before the app started
+            self.app.preloaded = None
+            self.board.set_records(preloaded, complete=False)
+        else:
+            self.board.loading = True
+        self.poll_now()
+
+    def on_screen_suspend(self) -> None:
+        self._away = True
+
+    def on_screen_resume(self) -> None:
+        if self._away:        # back from another screen: show what changed there at once
+            self._away = False
+            self.poll_now()
+
+    # -- polling -----------------------------------------------------------------------
+
+    def poll_now(self) -> None:
+        if self._polling:
+            self._poll_again = True
+            return
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        self._polling = True
+        self._poll()
+
+    def poll_later(self, delay: float | None = None) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        self._poll_timer = self.set_timer(delay or self.app.refresh_interval, self._on_poll_timer)
+
+    def _on_poll_timer(self) -> None:
+        self._poll_timer = None
+        if self.is_current:
+            self.poll_now()
+        else:
+            self.poll_later()
+
+    @work(group="poll", exit_on_error=False)
+    async def _poll(self) -> None:
+        service = self.app.service
+        started = time.monotonic()
+        seen: set[str] = set()
+        try:
+            async for page in service.iter_users(PAGE_SIZE, first=FIRST_PAGE):
+                seen.update(record.user_id for record in page)
+                self.post_message(PolledPage(page))
+            health = await service.health()
+        except Exception as exc:  # every failure is one line in a notification
+            self.post_message(PollFailed(reason(exc)))
+        else:
+            self.post_message(Polled(seen, health, time.monotonic() - started))
+
+    def _poll_finished(self, seconds: float = 0.0) -> None:
+        self._polling = False
+        if self._poll_again:
+            self._poll_again = False
+            self.poll_now()
+        else:
+            # A store that takes long to list is polled less often: the UI keeps most of the CPU.
+            self.poll_later(max(self.app.refresh_interval, POLL_COST_FACTOR * seconds))
+
+    @on(PolledPage)
+    def _apply_page(self, message: PolledPage) -> None:
+        board = self.board
+        with self.app.batch_update():
+            board.loading = False
+            board.set_records(message.records, complete=False)
+
+    @on(Polled)
+    def _apply_poll(self, message: Polled) -> None:
+        board = self.board
+        with self.app.batch_update():
+            board.loading = False
+            if not board.loaded:
+                board.set_records([])
+            board.retain(message.user_ids)
+            self.query_one(HealthBar).show(message.health, board.counts())
+        if self._last_poll_error is not None:
+            self._last_poll_error = None
+            self.notify("storage is readable again")
+        self._poll_finished(message.seconds)
+
+    @on(PollFailed)
+    def _poll_failed(self, message: PollFailed) -> None:
+        self.board.loading = False
+        if message.reason != self._last_poll_error:   # say it once, not every poll
+            self._last_poll_error = message.reason
+            self.notify(message.reason, title="Cannot read the store", severity="error", timeout=10)
+        self._poll_finished()
+
+    # -- the board's own messages ------------------------------------------------------
+
+    @on(BoardView.ViewChanged)
+    def _view_changed(self, message: BoardView.ViewChanged) -> None:
+        board = message.board
+        column = next(c for c in COLUMNS if c.key == board.sort_key)
+        order = "urgency" if column.key == "status" else column.title.lower()
+        title = f"Users {message.shown} of {message.total}" if board.filter_text \
+            else f"Users ({message.total})"
+        if board.filter_text:
+            title += f" · filter “{board.filter_text}”"
+        board.border_title = f"{title} · sorted by {order}{' (reversed)' if board.sort_reverse else ''}"
+        field = self._filter_field()
+        self.set_class(bool(board.filter_text) or (field is not None and field.has_focus), "-filtering")
+
+    @on(BoardView.Selected)
+    def _row_opened(self, message: BoardView.Selected) -> None:
+        self._open_detail(message.user_id)
+
+    # -- filter ------------------------------------------------------------------------
+
+    def _filter_field(self) -> Input | None:
+        found = self.query("#filter")
+        return found.first(Input) if found else None
+
+    async def action_filter(self) -> None:
+        field = self._filter_field()
+        if field is None:
+            field = Input(placeholder="filter: user, account, status, source or scope", id="filter")
+            await self.mount(field, before=self.board)
+        self.add_class("-filtering")
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.board.set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.board.focus()
+        self.set_class(bool(self.board.filter_text), "-filtering")
+
+    def action_escape(self) -> None:
+        filter_input = self._filter_field()
+        if filter_input is not None and (self.board.filter_text or filter_input.has_focus):
+            filter_input.value = ""
+            self.board.set_filter("")
+            self.remove_class("-filtering")
+            self.board.focus()
+        elif self._bulk is not None and self._bulk.is_running:
+            self._bulk.cancel()
+
+    # -- sorting -----------------------------------------------------------------------
+
+    def action_sort(self, key: str) -> None:
+        self.board.sort_by(key)
+
+    def action_cycle_sort(self) -> None:
+        self.board.cycle_sort()
+
+    # -- navigation --------------------------------------------------------------------
+
+    def _selected(self) -> str | None:
+        uid = self.board.selected_user_id
+        if uid is None:
+            self.notify("No user is selected: log one in with l", severity="warning")
+        return uid
+
+    def action_detail(self) -> None:
+        uid = self._selected()
+        if uid is not None:
+            self._open_detail(uid)
+
+    def _open_detail(self, uid: str) -> None:
+        from .detail import DetailScreen
+
+        self.app.push_screen(DetailScreen(uid))
+
+    def action_login(self) -> None:
+        try:
+            from .login import LoginScreen
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.login":
+                raise
+            self.notify("The guided login is not installed here; use: claude-console login --user NAME",
+                        severity="warning")
+            return
+        self.app.push_screen(LoginScreen(user_id=None), self._logged_in)
+
+    def _logged_in(self, record: TokenRecord | None) -> None:
+        if record is None:
+            return
+        self.board.select_user(record.user_id)
+        who = record.account_email or "an unknown account"
+        self.notify(f"{record.user_id} logged in as {who}")
+        self.poll_now()
+
+    def action_backup(self) -> None:
+        from .backup import BackupScreen
+
+        self.app.push_screen(BackupScreen())
+
+    def action_restore(self) -> None:
+        from .restore import RestoreScreen
+
+        self.app.push_screen(RestoreScreen())
+
+    # -- token actions -----------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        uid = self._selected()
+        if uid is not None:
+            self._refresh_one(uid)
+
+    @work(group="refresh-one", exit_on_error=False)
+    async def _refresh_one(self, uid: str) -> None:
+        try:
+            record = await self.app.service.refresh(uid, force=True)
+        except Exception as exc:
+            self.post_message(WorkDone(f"{uid}: refresh failed: {reason(exc)}", "error"))
+        else:
+            left = format_duration(record.expires_at - self.app.clock())
+            self.post_message(WorkDone(f"{uid}: refreshed; expires in {left}"))
+
+    def action_logout(self) -> None:
+        uid = self._selected()
+        if uid is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._logout(uid)
+
+        self.app.push_screen(ConfirmScreen(f"Log out user '{uid}'?",
+                                           detail="Their stored tokens are deleted; they must log in again."),
+                             answered)
+
+    @work(group="logout", exit_on_error=False)
+    async def _logout(self, uid: str) -> None:
+        try:
+            removed = await self.app.service.logout(uid)
+        except Exception as exc:
+            self.post_message(WorkDone(f"{uid}: log out failed: {reason(exc)}", "error"))
+        else:
+            self.post_message(WorkDone(f"{uid}: logged out" if removed else f"{uid}: was not logged in",
+                                       "information" if removed else "warning"))
+
+    async def _work_line(self) -> tuple[Label, ProgressBar]:
+        if not self.query("#work"):
+            await self.mount(Horizontal(Label("", id="work-label"),
+                                        ProgressBar(id="work-progress", show_eta=False), id="work"),
+                             before=self.query_one(Footer))
+        return self.query_one("#work-label", Label), self.query_one("#work-progress", ProgressBar)
+
+    async def action_refresh_all(self) -> None:
+        if self._bulk is not None and self._bulk.is_running:
+            self.notify("A refresh of all users is already running (escape stops it)", severity="warning")
+            return
+        users = list(self.board.view)
+        if not users:
+            self.notify("No users to refresh", severity="warning")
+            return
+        label, bar = await self._work_line()
+        label.update(f"Refreshing {len(users)} users…")
+        bar.update(total=len(users), progress=0)
+        self.add_class("-working")
+        self._bulk = self._refresh_all(users)
+
+    @work(group="bulk", exit_on_error=False)
+    async def _refresh_all(self, users: list[str]) -> None:
+        service = self.app.service
+        total, done, failed = len(users), 0, []
+        gate = asyncio.Semaphore(4)
+
+        async def one(uid: str) -> None:
+            nonlocal done
+            async with gate:
+                try:
+                    await service.refresh(uid, force=True)
+                except Exception as exc:
+                    failed.append((uid, reason(exc)))
+            done += 1
+            now = time.monotonic()
+            if done == total or now - self._bulk_last_post > 0.1:
+                self._bulk_last_post = now
+                self.post_message(WorkProgress(done, total))
+
+        try:
+            await asyncio.gather(*(one(uid) for uid in users))
+        except asyncio.CancelledError:
+            self.post_message(WorkDone(f"Stopped after {done} of {total} users "
+                                       f"({len(failed)} failed)", "warning", bulk=True))
+            raise
+        if not failed:
+            self.post_message(WorkDone(f"Refreshed all {total} users", bulk=True))
+        else:
+            first_uid, first_reason = failed[0]
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            self.post_message(WorkDone(f"Refreshed {total - len(failed)} of {total} users; "
+                                       f"{first_uid}: {first_reason}{more}", "error", bulk=True))
+
+    @on(WorkProgress)
+    def _bulk_progress(self, message: WorkProgress) -> None:
+        self.query_one("#work-progress", ProgressBar).update(total=message.total, progress=message.done)
+        self.query_one("#work-label", Label).update(f"Refreshing {message.done}/{message.total}…")
+
+    @on(WorkDone)
+    def _work_done(self, message: WorkDone) -> None:
+        if message.bulk:
+            self.remove_class("-working")
+        self.notify(message.text, severity=message.severity,
+                    timeout=10 if message.severity == "error" else 4)
+        self.poll_now()

@@ -1,0 +1,369 @@
+"""The guided first-time login: pick a user, scan or open the URL, paste the code back.
+
+Three stages on one screen. *pick*: type a user id or choose an existing one. *code*: the
+authorize URL as a QR code (drawn here, never by a web service) and as text, a live
+countdown of the pending login, and a field for ``CODE#STATE``, the callback URL or the
+bare code; a rejected code leaves the login open, so the operator just pastes again.
+*done*: the account and the expiry; enter returns the record to whoever pushed us.
+All the OAuth work is ``app.service`` (the same ``AuthService`` the CLI uses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+import webbrowser
+from datetime import datetime, timezone
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Size
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Input, LoadingIndicator, OptionList, Static
+from textual.widgets.option_list import Option
+
+from ..errors import ConsoleError
+from ..resources import styles_path
+from ..tokens import TokenRecord, format_duration
+from ..widgets.countdown import Countdown
+from ..widgets.qr import QRCode
+from .qr_fullscreen import QRFullScreen
+
+log = logging.getLogger("console.tui.login")
+
+PANEL_MIN_WIDTH = 40   # the text column beside the QR code
+CHROME_ROWS = 1        # the footer
+USER_LIST_LIMIT = 50   # the pick list shows this many matches; typing narrows it
+
+
+def browser_available() -> bool:
+    """A browser can open here: a graphical session, or a Mac that is not reached over SSH."""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return True
+    return sys.platform == "darwin" and not os.environ.get("SSH_CONNECTION")
+
+
+def required_size(qr_needed: Size) -> Size:
+    """The terminal the code stage needs to show the QR code beside its text."""
+    return Size(qr_needed.width + PANEL_MIN_WIDTH, qr_needed.height + CHROME_ROWS)
+
+
+class LoginScreen(Screen[TokenRecord | None]):
+    """Dismisses with the stored ``TokenRecord`` on success, ``None`` on cancel."""
+
+    CSS_PATH = styles_path("login.tcss")
+    AUTO_FOCUS = "#user-input"
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("f2", "copy_url", "Copy URL"),
+        Binding("f3", "open_browser", "Open browser"),
+        Binding("f4", "full_qr", "Full-screen QR"),
+        Binding("ctrl+r", "restart", "Start over"),
+        Binding("enter", "finish", "Done"),
+        Binding("down", "focus_users", "Existing users", show=False),
+        Binding("f1", "app.help", "Help", tooltip="Every key of this screen (? types into the fields)"),
+    ]
+
+    def __init__(self, user_id: str | None = None) -> None:
+        super().__init__()
+        self.initial_user = user_id
+        self.stage = "pick"
+        self.user_id: str | None = None
+        self.start = None  # the service's LoginStart
+        self.record: TokenRecord | None = None
+        self.busy = False
+        self._users: list[tuple[str, str]] = []  # (user id, label)
+
+    # -- layout ------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with ContentSwitcher(initial="pick", id="stages"):
+            with Vertical(id="pick"):
+                yield Static("Log in a user", classes="title")
+                yield Static("Type a user id, or pick an existing user below, then press enter.",
+                             classes="hint")
+                yield Input(value=self._default_user(), placeholder="user id", id="user-input")
+                yield LoadingIndicator(id="pick-spinner", classes="spinner")
+                yield Static("", id="pick-message", classes="message", markup=False)
+                yield Static("Existing users", classes="subtitle")
+                yield OptionList(id="user-list")
+                yield Static("", id="user-list-more", classes="hint", markup=False)
+            with Horizontal(id="code"):
+                with Vertical(id="qr-box"):
+                    yield QRCode(id="qr")
+                with VerticalScroll(id="panel"):
+                    with Horizontal(id="code-head"):
+                        yield Static("", id="code-title", classes="title", markup=False)
+                        yield Countdown(id="countdown", label="· expires in",
+                                        expired_text="· the login expired")
+                    yield Static("", id="sandbox-note", classes="hint", markup=False)
+                    yield Static("", id="too-small", markup=False)
+                    yield Static("1. Scan the QR code or open this URL, and approve:", classes="hint")
+                    yield Static("", id="url", markup=False)
+                    yield Static("2. Paste the code shown (CODE#STATE), the callback URL or the "
+                                 "bare code, then press enter:", classes="hint")
+                    yield Input(placeholder="CODE#STATE", id="paste")
+                    yield LoadingIndicator(id="code-spinner", classes="spinner")
+                    yield Static("", id="code-message", classes="message", markup=False)
+            with Vertical(id="done"):
+                yield Static("", id="done-text", markup=False)
+        yield Footer()
+
+    def _default_user(self) -> str:
+        if self.initial_user:
+            return self.initial_user
+        return self.app.service.settings.default_user
+
+    def on_mount(self) -> None:
+        sandbox = getattr(self.app, "sandbox_url", None)
+        note = self.query_one("#sandbox-note", Static)
+        note.display = bool(sandbox)
+        if sandbox:
+            note.update(f"SANDBOX: this URL goes to the local emulator at {sandbox}, not to Claude.")
+        self.run_worker(self._load_users(), group="users", exclusive=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """Show the QR code beside the text, or say how large the terminal must be."""
+        if self.start is None:
+            return
+        need = self.query_one(QRCode).needed
+        want, have = required_size(need), self.size
+        small = have.width < want.width or have.height < want.height
+        self.set_class(small, "-too-small")
+        if small:
+            self.query_one("#too-small", Static).update(
+                f"This terminal is {have.width}×{have.height}: the QR code needs {need.width}×"
+                f"{need.height} cells, so this screen needs at least {want.width}×{want.height}. "
+                f"Press F4 for the QR code alone (needs {need.width}×{need.height}), or use the URL.")
+
+    def _set_stage(self, stage: str) -> None:
+        self.stage = stage
+        self.query_one(ContentSwitcher).current = stage
+        self.refresh_bindings()
+
+    def _say(self, where: str, text: str, kind: str = "") -> None:
+        message = self.query_one(where, Static)
+        message.update(text)
+        message.set_class(kind == "error", "-error")
+        message.set_class(kind == "ok", "-ok")
+
+    def _now(self) -> float:
+        clock = getattr(self.app, "clock", None)
+        return clock() if callable(clock) else time.time()
+
+    # -- stage 1: the user -------------------------------------------------------------
+
+    async def _load_users(self) -> None:
+        try:
+            records = await self.app.service.list_users()
+        except ConsoleError as exc:
+            self.query_one("#user-list-more", Static).update(f"The user list cannot be read: {exc}")
+            return
+        now = self._now()
+        service = self.app.service
+        records.sort(key=lambda r: r.user_id)
+        self._users = [(r.user_id, f"{r.user_id}  {r.account_email or '-'}  "
+                                   f"{service.status_of(r, now).value}") for r in records]
+        self._show_users(self.query_one("#user-input", Input).value)
+
+    def _show_users(self, typed: str) -> None:
+        needle = typed.strip().lower()
+        matches = [u for u in self._users if needle in u[0].lower()] if needle else self._users
+        if needle and not matches:  # the typed id is new: list everyone to pick from
+            matches = self._users
+        users = self.query_one("#user-list", OptionList)
+        users.clear_options()
+        users.add_options([Option(label, id=uid) for uid, label in matches[:USER_LIST_LIMIT]])
+        users.display = bool(matches)
+        more = self.query_one("#user-list-more", Static)
+        if not self._users:
+            more.update("No users are stored yet.")
+        elif len(matches) > USER_LIST_LIMIT:
+            more.update(f"… and {len(matches) - USER_LIST_LIMIT} more: type to narrow the list.")
+        else:
+            more.update("")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "user-input":
+            self._show_users(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id == "user-input":
+            self._begin(event.value)
+        elif event.input.id == "paste":
+            self._submit_code(event.value)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        uid = event.option.id or ""
+        self.query_one("#user-input", Input).value = uid
+        self._begin(uid)
+
+    def _begin(self, typed: str) -> None:
+        uid = typed.strip()
+        if not uid:
+            self._say("#pick-message", "✗ Type a user id, or pick one from the list.", "error")
+            return
+        if self.busy:
+            return
+        self.run_worker(self._start_login(uid), group="start", exclusive=True)
+
+    async def _start_login(self, uid: str) -> None:
+        where = "#pick-message" if self.stage == "pick" else "#code-message"
+        spinner = self.query_one("#pick-spinner" if self.stage == "pick" else "#code-spinner")
+        self.busy = True
+        spinner.display = True
+        try:
+            start = await self.app.service.start_login(uid)
+        except ConsoleError as exc:
+            self._say(where, f"✗ {exc}", "error")
+            return
+        except Exception as exc:  # never a traceback on screen
+            log.exception("start_login failed")
+            self._say(where, f"✗ unexpected error: {type(exc).__name__}: {exc}", "error")
+            return
+        finally:
+            self.busy = False
+            spinner.display = False
+        self._show_code(start)
+
+    # -- stage 2: the URL and the code -------------------------------------------------
+
+    def _show_code(self, start) -> None:
+        self.start = start
+        self.user_id = start.user_id
+        self.query_one(QRCode).data = start.authorization_url
+        self.query_one("#url", Static).update(start.authorization_url)
+        self.query_one("#code-title", Static).update(f"Log in user {start.user_id} ")
+        self.query_one(Countdown).deadline = start.expires_at
+        self._say("#code-message", "")
+        paste = self.query_one("#paste", Input)
+        paste.value = ""
+        self._set_stage("code")
+        self._fit()
+        paste.focus()
+
+    def _submit_code(self, pasted: str) -> None:
+        if self.busy or self.start is None:
+            return
+        self.busy = True
+        self.query_one("#paste", Input).disabled = True
+        self.query_one("#code-spinner").display = True
+        self._say("#code-message", "Exchanging the code…")
+        self.refresh_bindings()
+        self.run_worker(self._complete(pasted), group="complete", exclusive=True)
+
+    async def _complete(self, pasted: str) -> None:
+        record: TokenRecord | None = None
+        failure = ""
+        try:
+            record = await self.app.service.complete_login(pasted, self.user_id, state=self.start.state)
+        except ConsoleError as exc:
+            failure = str(exc)
+        except Exception as exc:  # never a traceback on screen
+            log.exception("complete_login failed")
+            failure = f"unexpected error: {type(exc).__name__}: {exc}"
+        finally:
+            self.busy = False
+            self.query_one("#code-spinner").display = False
+            paste = self.query_one("#paste", Input)
+            paste.disabled = False
+            self.refresh_bindings()
+        if record is None:
+            self._say("#code-message", f"✗ {failure}\nPaste again to retry, or press ctrl+r to start "
+                                       "over with a new URL.", "error")
+            paste.value = ""
+            paste.focus()
+            return
+        self._succeeded(record)
+
+    def on_countdown_expired(self, event: Countdown.Expired) -> None:
+        if self.stage == "code" and not self.busy:
+            minutes = int(self.app.service.settings.pending_ttl // 60)
+            self._say("#code-message", f"✗ This login expired (logins must finish within {minutes} "
+                                       "minutes). Press ctrl+r to start over.", "error")
+
+    # -- stage 3: done -----------------------------------------------------------------
+
+    def _succeeded(self, record: TokenRecord) -> None:
+        self.record = record
+        left = record.expires_at - self._now()
+        at = datetime.fromtimestamp(record.expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        self.query_one("#done-text", Static).update(
+            f"✓ Logged in user {record.user_id}\n\n"
+            f"  account   {record.account_email or '(the provider did not say)'}\n"
+            f"  expires   in {format_duration(left)} ({at})\n\n"
+            "Press enter to go back.")
+        self._set_stage("done")
+        self.set_focus(None)
+
+    # -- actions -----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("copy_url", "full_qr"):
+            return self.stage == "code"
+        if action == "open_browser":
+            return self.stage == "code" and browser_available()
+        if action == "restart":
+            return self.stage == "code" and not self.busy
+        if action == "finish":
+            return self.stage == "done"
+        if action == "focus_users":
+            return self.stage == "pick"
+        return True
+
+    def action_cancel(self) -> None:
+        if self.stage == "done":
+            self.dismiss(self.record)
+            return
+        self.workers.cancel_group(self, "complete")
+        self.dismiss(None)
+
+    def action_finish(self) -> None:
+        self.dismiss(self.record)
+
+    def action_copy_url(self) -> None:
+        if self.start is None:
+            return
+        self.app.copy_to_clipboard(self.start.authorization_url)
+        self.notify("The URL was sent to your clipboard (OSC 52). If nothing arrives, select "
+                    "the URL on screen instead.", title="Copied")
+
+    async def action_open_browser(self) -> None:
+        if self.start is None:
+            return
+        try:
+            opened = await asyncio.to_thread(webbrowser.open, self.start.authorization_url)
+        except webbrowser.Error as exc:
+            opened, why = False, str(exc)
+        else:
+            why = "no browser answered"
+        if opened:
+            self.notify("Opened the URL in your browser.")
+        else:
+            self.notify(f"No browser could be opened ({why}): scan the QR code or copy the URL.",
+                        severity="warning")
+
+    def action_full_qr(self) -> None:
+        if self.start is not None:
+            self.app.push_screen(QRFullScreen(self.start.authorization_url))
+
+    def action_restart(self) -> None:
+        if self.user_id and not self.busy:
+            self.run_worker(self._start_login(self.user_id), group="start", exclusive=True)
+
+    def action_focus_users(self) -> None:
+        users = self.query_one("#user-list", OptionList)
+        if users.option_count:
+            if users.highlighted is None:
+                users.highlighted = 0
+            users.focus()

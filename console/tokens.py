@@ -1,0 +1,155 @@
+"""The token record every tier stores, and the one function that says its status."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+DEFAULT_REFRESH_BUFFER = 300.0
+# Stands in for a token in listings that were read without decrypting anything.
+HIDDEN = "<hidden>"
+
+
+class Status(str, Enum):
+    ACTIVE = "active"
+    EXPIRING = "expiring"
+    EXPIRED_REFRESHABLE = "expired_refreshable"
+    EXPIRED = "expired"
+    NEEDS_LOGIN = "needs_login"
+
+    @property
+    def usable(self) -> bool:
+        """Valid now, or can be made valid without a new login."""
+        return self in (Status.ACTIVE, Status.EXPIRING, Status.EXPIRED_REFRESHABLE)
+
+    @property
+    def urgency(self) -> int:
+        """Lower is more urgent; the board sorts by it."""
+        return _URGENCY[self]
+
+
+_URGENCY = {
+    Status.NEEDS_LOGIN: 0,
+    Status.EXPIRED: 1,
+    Status.EXPIRED_REFRESHABLE: 2,
+    Status.EXPIRING: 3,
+    Status.ACTIVE: 4,
+}
+
+
+@dataclass
+class TokenRecord:
+    """One user's Claude OAuth tokens and what we know about them.
+
+    Times are float seconds since the epoch (UTC). ``version`` increases on every
+    stored write and is what compare-and-swap writes compare; 0 means "not stored in
+    any writable tier yet" (for example a token that came from the environment).
+    """
+
+    user_id: str
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: float = 0.0
+    scopes: list[str] = field(default_factory=list)
+    account_email: str | None = None
+    account_uuid: str | None = None
+    organization_uuid: str | None = None
+    organization_name: str | None = None
+    subscription_type: str | None = None
+    source: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    last_used: float | None = None
+    refresh_count: int = 0
+    last_refresh_at: float | None = None
+    last_refresh_error_at: float | None = None
+    last_refresh_error: str | None = None
+    refresh_failures: int = 0
+    needs_login: bool = False
+    version: int = 0
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self, now: float | None = None, buffer: float = DEFAULT_REFRESH_BUFFER) -> Status:
+        return token_status(self, now, buffer)
+
+    def expires_in(self, now: float | None = None) -> float:
+        return self.expires_at - (time.time() if now is None else now)
+
+    # -- (de)serialisation -------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TokenRecord":
+        known = cls.__dataclass_fields__  # a dict: no per-call fields() walk (listings decode thousands)
+        clean = {k: v for k, v in data.items() if k in known}
+        clean["scopes"] = list(clean.get("scopes") or [])
+        return cls(**clean)
+
+    def evolve(self, **changes: Any) -> "TokenRecord":
+        return replace(self, **changes)
+
+    def masked(self) -> dict[str, Any]:
+        """The record as shown to people: tokens masked."""
+        data = self.to_dict()
+        data["access_token"] = mask(self.access_token)
+        data["refresh_token"] = mask(self.refresh_token)
+        return data
+
+
+def token_status(record: TokenRecord, now: float | None = None,
+                 buffer: float = DEFAULT_REFRESH_BUFFER) -> Status:
+    """The single place that decides a token's status."""
+    if record.needs_login:
+        return Status.NEEDS_LOGIN
+    left = record.expires_at - (time.time() if now is None else now)
+    if left > buffer:
+        return Status.ACTIVE
+    if left > 0:
+        return Status.EXPIRING
+    if record.refresh_token:
+        return Status.EXPIRED_REFRESHABLE
+    return Status.EXPIRED
+
+
+def mask(token: str | None) -> str:
+    """``sk-ant-oat01-…abcd``: enough to tell tokens apart, never enough to use one."""
+    if not token:
+        return ""
+    if token.startswith("sk-ant-"):
+        prefix = token[: token.find("-", 7) + 1] if token.find("-", 7) > 0 else "sk-ant-"
+    else:
+        prefix = ""
+    return f"{prefix}…{token[-4:]}" if len(token) > 8 else "…"
+
+
+def parse_expires_at(value: Any) -> float:
+    """Accept seconds or milliseconds since the epoch (both appear in the wild)."""
+    number = float(value)
+    if number > 1e11:  # later than the year 5138 in seconds: it is milliseconds
+        number /= 1000.0
+    return number
+
+
+def format_time(ts: float | None) -> str:
+    """``2026-11-22 01:23:00 UTC``, or ``never``: one format for every face."""
+    if not ts:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def format_duration(seconds: float) -> str:
+    """``7h 59m``, ``4m 10s``, ``-3m``: compact, for status lines and the board."""
+    sign = "-" if seconds < 0 else ""
+    s = int(abs(seconds))
+    if s >= 86400:
+        return f"{sign}{s // 86400}d {s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{sign}{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{sign}{s // 60}m {s % 60:02d}s"
+    return f"{sign}{s}s"

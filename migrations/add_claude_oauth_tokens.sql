@@ -1,0 +1,1 @@
+../console/migrations/0001_claude_oauth_tokens.sql

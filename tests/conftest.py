@@ -1,0 +1,158 @@
+"""Shared fixtures: the provider emulator, an isolated store, throwaway PostgreSQL and Redis.
+
+Outside CI a missing PostgreSQL or Redis skips the tests that need it, with the reason;
+with CI=true it fails them, so a green CI run always means the servers were exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from console.config import load_settings
+from console.emulator import EmulatorServer
+from console.sandbox import sandbox_env
+from console.service import AuthService
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Variables that would leak the developer's own setup into a test.
+ISOLATE = ("DATABASE_URL", "REDIS_URL", "CLAUDE_ACCESS_TOKEN", "CLAUDE_REFRESH_TOKEN", "CLAUDE_EXPIRES_AT",
+           "CLAUDE_TOKEN_ENCRYPTION_KEY", "CONSOLE_CONFIG", "CLAUDE_CONSOLE_USER", "LITELLM_LOG_LEVEL",
+           "CLAUDE_OAUTH_REFRESH_STYLE", "CLAUDE_OAUTH_REFRESH_URL", "CLAUDE_OAUTH_CLIENT_ID",
+           "CLAUDE_OAUTH_SCOPES", "LITELLM_MASTER_KEY", "NO_COLOR")
+
+
+def require_server(what: str, reason: str) -> None:
+    """Skip outside CI, fail in CI: a test that needs a server must not pass without it."""
+    message = f"{what} is not reachable: {reason}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true requires it)")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``setup_logging`` (run by in-process CLI calls) must not leak into later tests' caplog."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("console", "httpx", "httpcore")]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+@pytest.fixture(scope="session")
+def emulator_server():
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server):
+    """The emulator, reset before and after each test."""
+    emulator_server.state.reset()
+    yield emulator_server
+    emulator_server.state.reset()
+
+
+@pytest.fixture
+def console_env(tmp_path, emulator, monkeypatch) -> dict[str, str]:
+    """Environment pointing the console at the emulator and a private token folder.
+
+    Applied to ``os.environ`` for in-process tests; pass ``{**os.environ}`` to subprocesses.
+    """
+    for name in ISOLATE:
+        monkeypatch.delenv(name, raising=False)
+    env = sandbox_env(emulator.url, str(tmp_path / "store"))
+    env.update(CLAUDE_OAUTH_BACKOFF_BASE="0.01", CLAUDE_OAUTH_BACKOFF_CAP="0.2",
+               HOME=str(tmp_path / "home"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def settings(console_env):
+    return load_settings()
+
+
+@pytest.fixture
+async def service(settings):
+    svc = AuthService(settings)
+    yield svc
+    await svc.aclose()
+
+
+@pytest.fixture
+def login(emulator):
+    """``await login(service, user_id, email=None)``: a full PKCE login through the emulator."""
+    async def do(service: AuthService, user_id: str = "default", email: str | None = None):
+        start = await service.start_login(user_id)
+        approved = emulator.approve(start.authorization_url, email=email or f"{user_id}@example.com")
+        return await service.complete_login(approved["pasted"])
+
+    return do
+
+
+@pytest.fixture
+async def pg_dsn():
+    """A throwaway PostgreSQL database (DSN), dropped afterwards."""
+    try:
+        import asyncpg
+    except ImportError as exc:  # pragma: no cover
+        require_server("PostgreSQL", f"asyncpg missing: {exc}")
+    try:
+        admin = await asyncpg.connect(TEST_DATABASE_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        require_server("PostgreSQL", f"{TEST_DATABASE_URL}: {exc}")
+    name = f"cc_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base = TEST_DATABASE_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        if admin.is_closed():  # the server was restarted during the test
+            admin = await asyncpg.connect(TEST_DATABASE_URL, timeout=30)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def pg_env(console_env, pg_dsn, monkeypatch) -> dict[str, str]:
+    """``console_env`` plus a throwaway PostgreSQL database and a fresh encryption key."""
+    from console.crypto import generate_key
+
+    env = {**console_env, "DATABASE_URL": pg_dsn, "CLAUDE_TOKEN_ENCRYPTION_KEY": generate_key()}
+    for name in ("DATABASE_URL", "CLAUDE_TOKEN_ENCRYPTION_KEY"):
+        monkeypatch.setenv(name, env[name])
+    return env
+
+
+@pytest.fixture
+async def redis_url():
+    """``(url, prefix)``: the test Redis and a key prefix of its own, cleaned afterwards."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError as exc:  # pragma: no cover
+        require_server("Redis", f"redis-py missing: {exc}")
+    client = aioredis.from_url(TEST_REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:  # redis raises its own ConnectionError family
+        await client.aclose()
+        require_server("Redis", f"{TEST_REDIS_URL}: {exc}")
+    prefix = f"cc-test-{uuid.uuid4().hex[:10]}:"
+    try:
+        yield TEST_REDIS_URL, prefix
+    finally:
+        async for key in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(key)
+        await client.aclose()

@@ -1,0 +1,167 @@
+"""One login through the TUI in a real terminal: tmux runs ``claude-console sandbox``.
+
+Keys go in with ``send-keys``, the screen comes back with ``capture-pane``; the sandbox's
+own emulator approves the URL read off the screen, over its HTTP API, as a browser would.
+Every wait is bounded, the tmux server has a socket of its own and is killed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+
+from .conftest import SCRIPT
+
+pytestmark = pytest.mark.e2e
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+WIDTH, HEIGHT = 600, 60   # wide enough for the QR code and the whole URL on one line
+URL_RE = re.compile(r"https?://[^\s/]+/oauth/authorize\?\S+")
+
+
+def _tmux_binary() -> str:
+    found = shutil.which("tmux") or ("/usr/bin/tmux" if os.path.exists("/usr/bin/tmux") else None)
+    if found is None:
+        message = "tmux is not installed (apt-get install tmux): the terminal end-to-end test needs it"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true requires it)")
+        pytest.skip(message)
+    return found
+
+
+class Tmux:
+    """A private tmux server (its own socket) with one window running one command."""
+
+    def __init__(self, binary: str, env: dict[str, str]) -> None:
+        self.binary = binary
+        self.socket = f"cc-e2e-{uuid.uuid4().hex[:10]}"
+        self.env = env
+
+    def run(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run([self.binary, "-L", self.socket, "-f", "/dev/null", *args],
+                              env=self.env, capture_output=True, text=True, timeout=20)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def start(self, command: str) -> None:
+        # The shell keeps the pane (and any traceback) after the app exits, for the failure report.
+        self.run("new-session", "-d", "-s", "e2e", "-x", str(WIDTH), "-y", str(HEIGHT),
+                 f"{command}; echo; echo \"APP EXITED: $?\"; sleep 60")
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        self.run("send-keys", "-t", "e2e", *(["-l"] if literal else []), *keys)
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "e2e", check=False)
+
+    def wait_for(self, predicate, what: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if predicate(text):
+                return text
+            if "APP EXITED" in text or time.monotonic() > deadline:
+                raise AssertionError(f"waiting for {what}: not seen within {timeout:.0f}s; "
+                                     f"the terminal shows:\n{text}")
+            time.sleep(0.2)
+
+    def stop(self, quit_keys: tuple[str, ...], timeout: float = 10.0) -> None:
+        """Quit the app with its own keys (so it cleans up), then kill the server and its socket."""
+        try:
+            for key in quit_keys:  # one at a time: "Escape q" sent together reads as alt+q
+                self.keys(key)
+                time.sleep(0.3)
+            deadline = time.monotonic() + timeout
+            while "APP EXITED" not in self.screen() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            self.run("kill-server", check=False)
+            folder = os.environ.get("TMUX_TMPDIR") or "/tmp"
+            socket = os.path.join(folder, f"tmux-{os.getuid()}", self.socket)
+            if os.path.exists(socket):
+                os.unlink(socket)
+
+
+def _clean_env(home: str, tmp: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CLAUDE_", "DATABASE_", "REDIS_", "CONSOLE_", "LITELLM_", "PYTEST_", "TMUX"))}
+    env.update(HOME=home, TMPDIR=tmp, TERM="xterm-256color")  # the sandbox's folder lands in TMPDIR
+    for name in ("NO_COLOR", "DISPLAY", "WAYLAND_DISPLAY", "COLUMNS", "LINES"):
+        env.pop(name, None)  # the size comes from the tmux window, no browser is opened
+    return env
+
+
+def _url_on(screen: str) -> str:
+    """The authorize URL; should it wrap after all, its next lines start in the same column."""
+    lines = screen.splitlines()
+    for index, line in enumerate(lines):
+        found = URL_RE.search(line)
+        if found is None:
+            continue
+        url, column = found.group(0), found.start()
+        for more in lines[index + 1:]:
+            piece = more[column:].strip() if len(more) > column else ""
+            if not piece or " " in piece:
+                break
+            url += piece
+        return url
+    raise AssertionError(f"no authorize URL on screen:\n{screen}")
+
+
+def _approve(emulator: str, url: str, email: str) -> dict:
+    request = urllib.request.Request(f"{emulator}/_emulator/approve",
+                                     data=json.dumps({"url": url, "email": email}).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_login_through_the_tui_in_tmux(tmp_path):
+    binary = _tmux_binary()
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    command = shlex.quote(str(SCRIPT)) if SCRIPT.exists() else \
+        f"{shlex.quote(sys.executable)} -m console"
+    tmux = Tmux(binary, _clean_env(str(home), str(tmp)))
+    try:
+        tmux.start(f"{command} sandbox")
+        tmux.wait_for(lambda s: "SANDBOX" in s and "Login" in s, "the board of the sandbox", timeout=30)
+
+        tmux.keys("l")
+        tmux.wait_for(lambda s: "Log in a user" in s, "the login screen")
+        tmux.keys("C-u")  # the field starts with the default user
+        tmux.wait_for(lambda s: "▊  user id " in s, "the user field to empty")
+        tmux.keys("e2e-user", literal=True)
+        tmux.wait_for(lambda s: "▊  e2e-user " in s, "the typed user id")
+        tmux.keys("Enter")
+        text = tmux.wait_for(lambda s: URL_RE.search(s) is not None, "the authorize URL")
+        url = _url_on(text)
+        assert "SANDBOX: this URL goes to the local emulator" in text
+        assert "▀" in text or "▄" in text, "the QR code should be on screen at this size"
+
+        parts = urlsplit(url)
+        approved = _approve(f"{parts.scheme}://{parts.netloc}", url, "e2e@example.com")
+        tmux.keys(approved["pasted"], literal=True)
+        tmux.wait_for(lambda s: approved["pasted"] in s, "the pasted code in its field")
+        tmux.keys("Enter")
+        tmux.wait_for(lambda s: "Logged in user e2e-user" in s and "e2e@example.com" in s,
+                      "the success message")
+
+        tmux.keys("Enter")
+        tmux.wait_for(lambda s: any("e2e-user" in line and "active" in line and "Log in" not in line
+                                    for line in s.splitlines()), "the user active on the board")
+    finally:
+        tmux.stop(("Escape", "Escape", "q"))  # leave any screen, then quit from the board

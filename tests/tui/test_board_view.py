@@ -1,0 +1,144 @@
+"""The board's table on its own: its incremental order must always equal a fresh sort.
+
+Rows are moved with bisect (few changes), merged (many), and moved again when time alone
+changes their status; after every step the view is compared with one computed from scratch.
+Also: the store's paged listing that lets the board stream 100 000 users.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from textual.app import App
+
+from console.config import load_settings
+from console.crypto import generate_key
+from console.service import AuthService
+from console.tokens import TokenRecord, token_status
+from console.widgets.board_view import SORT_KEYS, BoardView, _search_text, _sort_key
+
+NOW = 1_750_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(uid: str, rng: random.Random, **changes) -> TokenRecord:
+    record = TokenRecord(
+        user_id=uid, access_token="sk-ant-oat01-hidden-xxxx",
+        refresh_token=None if rng.random() < 0.1 else "sk-ant-ort01-hidden-yyyy",
+        expires_at=NOW + rng.choice([-600, 60, 200, 290, 310, 900, 3600, 28800]),
+        scopes=rng.choice([["user:inference"], ["user:inference", "user:profile"]]),
+        account_email=rng.choice([None, f"{uid}@example.com", f"ops+{uid}@corp.example"]),
+        needs_login=rng.random() < 0.1, refresh_count=rng.randrange(5),
+        last_used=rng.choice([None, NOW - 30, NOW - 4000]), source=rng.choice(["file", "postgres"]),
+        version=1)
+    return record.evolve(**changes)
+
+
+def expected_view(board: BoardView, clock: Clock) -> list[str]:
+    records = {uid: board.record(uid) for uid in board._records}
+    status = {uid: token_status(r, clock(), 300.0) for uid, r in records.items()}
+    order = sorted(records, key=_sort_key(board.sort_key, records, status))
+    terms = board.filter_text.lower().split()
+    shown = [uid for uid in order if all(t in _search_text(records[uid], status[uid]) for t in terms)]
+    return shown[::-1] if board.sort_reverse else shown
+
+
+class Host(App):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def compose(self):
+        yield BoardView(clock=self.clock)
+
+
+async def test_incremental_order_matches_a_fresh_sort():
+    rng = random.Random(4)
+    clock = Clock()
+    app = Host(clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(BoardView)
+        users = {f"u{i:03d}": make(f"u{i:03d}", rng) for i in range(300)}
+        board.set_records(list(users.values())[:40], complete=False)      # a first page
+        board.set_records(list(users.values()))                           # then the rest (a merge)
+        assert board.view == expected_view(board, clock)
+        for step in range(60):
+            action = rng.random()
+            if action < 0.5:      # a few rows change (bisect path) or many (merge path)
+                for uid in rng.sample(sorted(users), rng.choice([1, 3, 80])):
+                    users[uid] = make(uid, rng, version=users[uid].version + 1)
+            elif action < 0.6:    # users come and go
+                for uid in rng.sample(sorted(users), 5):
+                    del users[uid]
+                for i in range(5):
+                    uid = f"n{step:02d}{i}"
+                    users[uid] = make(uid, rng)
+            elif action < 0.75:
+                board.sort_by(rng.choice(SORT_KEYS))
+            elif action < 0.85:
+                board.set_filter(rng.choice(["", "u0", "u01", "corp", "expiring", "needs", "file u1"]))
+            else:                 # time passes: rows cross the refresh buffer or expire
+                clock.now += rng.choice([15, 120, 400])
+                board._tick()
+            board.set_records(list(users.values()))
+            assert board.view == expected_view(board, clock), f"step {step}"
+            assert board.total == len(users)
+            assert sum(board.counts().values()) == len(users)
+        await pilot.pause()
+
+
+async def test_time_alone_moves_a_row_up_the_urgency_order():
+    clock = Clock()
+    app = Host(clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(BoardView)
+        calm = TokenRecord("calm", "a", "r", NOW + 9000, version=1)
+        soon = TokenRecord("soon", "a", "r", NOW + 400, version=1)     # active for 100 more seconds
+        board.set_records([calm, soon])
+        assert board.view == ["soon", "calm"]          # both active: sooner expiry first
+        board.sort_by("user")
+        board.sort_by("status")
+        board.select_user("calm")
+        clock.now += 150                               # soon is now inside the refresh buffer
+        board._tick()
+        assert str(board.status_of("soon").value) == "expiring"
+        clock.now += 300                               # and now expired
+        board._tick()
+        assert board.status_of("soon").value == "expired_refreshable"
+        assert board.view == ["soon", "calm"] and board.selected_user_id == "calm"
+        assert board.counts()[board.status_of("soon")] == 1
+        await pilot.pause()
+
+
+@pytest.fixture
+async def pg_service(console_env, pg_dsn, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", pg_dsn)
+    monkeypatch.setenv("CLAUDE_TOKEN_ENCRYPTION_KEY", generate_key())
+    service = AuthService(load_settings())
+    assert service.store.primary.name == "postgres"
+    yield service
+    await service.aclose()
+
+
+async def test_paged_listing_streams_in_user_id_order_without_duplicates(pg_service):
+    rng = random.Random(7)
+    await pg_service.store.primary.put_many([make(f"user-{i:02d}", rng) for i in range(12)])
+    file_tier = pg_service.store.tier("file")
+    await file_tier.put_many([make("user-03", rng, account_email="old@file.example"),
+                              make("zz-file-only", rng)])
+    pages = [page async for page in pg_service.iter_users(5, first=2)]
+    assert [len(page) for page in pages] == [2, 5, 5, 1]
+    ids = [r.user_id for page in pages for r in page]
+    assert ids == [f"user-{i:02d}" for i in range(12)] + ["zz-file-only"]
+    by_id = {r.user_id: r for page in pages for r in page}
+    assert by_id["user-03"].source == "postgres", "the database outranks the file"
+    assert all(r.access_token == "<hidden>" for r in by_id.values())
+    assert sorted(ids) == sorted(r.user_id for r in await pg_service.list_users())
