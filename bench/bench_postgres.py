@@ -4,8 +4,9 @@
    must be <= 1.5x a raw prepared asyncpg primary-key SELECT of the same row + decrypting
    both tokens.
 2. Listing 100 000 users for the board (``list_users``: one query, nothing decrypted): must be
-   <= 1.5x a raw asyncpg ``SELECT *`` of the same rows. Also printed, for reference: a raw
-   SELECT of exactly the columns the listing reads (its own query, without building records).
+   <= 1.5x a raw asyncpg SELECT of the same rows and columns (the listing's own query, fetched
+   with no records built), the strictest reading of "the same rows". Also printed, for
+   reference: a raw ``SELECT *``, which carries the ciphertext the listing never fetches.
 
 Creates and drops its own database. A report, not a test: prints the figures, exits 0.
 
@@ -132,12 +133,12 @@ async def main(dsn: str, users: int, calls: int) -> None:
                   f"asyncpg primary-key SELECT + decrypt: {raw:.0f} µs; ratio {ratio:.2f} "
                   f"(limit {LIMIT:.1f}x) -> {'ok' if ratio <= LIMIT else 'OVER'}")
             ours, raw, narrow = await bench_list(service, db, users)
-            ratio = ours / raw
-            print(f"listing {users:,} users for the board: {ours * 1000:.0f} ms; raw asyncpg SELECT * of the "
-                  f"same rows: {raw * 1000:.0f} ms; ratio {ratio:.2f} (limit {LIMIT:.1f}x) -> "
+            ratio = ours / narrow
+            print(f"listing {users:,} users for the board: {ours * 1000:.0f} ms; raw asyncpg SELECT of the "
+                  f"same rows and columns: {narrow * 1000:.0f} ms; ratio {ratio:.2f} (limit {LIMIT:.1f}x) -> "
                   f"{'ok' if ratio <= LIMIT else 'OVER'}")
-            print(f"  (for reference: raw asyncpg SELECT of only the columns the listing reads, as epoch "
-                  f"floats and without ciphertext: {narrow * 1000:.0f} ms; ratio {ours / narrow:.2f})")
+            print(f"  (for reference: raw asyncpg SELECT * of the rows, ciphertext included: "
+                  f"{raw * 1000:.0f} ms; ratio {ours / raw:.2f})")
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

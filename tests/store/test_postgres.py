@@ -241,6 +241,26 @@ async def test_listing_decrypts_nothing(pg_dsn, tier):
     assert full["alice"].access_token == f"{ACCESS}-alice"
 
 
+async def test_a_listed_row_is_the_stored_record_with_tokens_hidden(tier):
+    await tier.put(record("alice", last_refresh_error="boom", refresh_failures=2), 0)
+    stored = await tier.get("alice")
+    [listed] = await tier.list()
+    assert isinstance(listed, TokenRecord) and listed.source == "postgres"
+    for name in TokenRecord.__dataclass_fields__:  # every field, read from the row in place
+        if name not in ("access_token", "refresh_token"):
+            assert getattr(listed, name) == getattr(stored, name), name
+    assert listed == stored.evolve(access_token=HIDDEN, refresh_token=HIDDEN)
+    assert listed != stored and listed.to_dict()["last_refresh_error"] == "boom"
+    # evolve gives a plain record that can be written back with compare-and-swap
+    moved = listed.evolve(access_token=f"{ACCESS}-new", refresh_token=f"{REFRESH}-new")
+    assert type(moved) is TokenRecord and moved.version == stored.version
+    saved = await tier.put(moved, stored.version)
+    assert saved.version == stored.version + 1
+    assert (await tier.get("alice")).access_token == f"{ACCESS}-new"
+    with pytest.raises(StaleWrite):  # the listing is now stale: it cannot land
+        await tier.put(listed.evolve(access_token=f"{ACCESS}-old"), listed.version)
+
+
 async def test_unknown_key_is_named_and_nothing_is_overwritten(pg_dsn, tier):
     await tier.put(record("alice"), 0)
     old_kid = tier.keyring.primary_id
