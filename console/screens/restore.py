@@ -8,8 +8,6 @@ work is ``app.service`` (the engine the CLI uses) in workers that only post mess
 
 from __future__ import annotations
 
-import time
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
 
 from ..backup import users_text
+from ..tokens import format_time
 from .confirm import ConfirmScreen
 from .file_work import StageProgress, WorkFailed, failure_reason
 
@@ -34,9 +33,7 @@ _ACTION_TEXT = {"add": "add", "replace": "replace", "keep": "keep", "none": "-"}
 
 
 def _when(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    return format_time(ts) if ts else "-"   # UTC, as the CLI and the detail screen show times
 
 
 class RestoreScreen(Screen[None]):

@@ -17,7 +17,7 @@ from console.screens.backup import BackupScreen
 from console.screens.board import BoardScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.restore import RestoreScreen
-from console.tokens import TokenRecord
+from console.tokens import TokenRecord, format_time
 
 from screen_cells import screen_text
 from test_board import loaded_board, notifications, wait_until
@@ -165,7 +165,10 @@ async def test_restore_screen_replans_when_the_mode_changes(service, tmp_path):
         await wait_until(pilot, lambda: screen.plan is not first and screen.plan is not None, what="a new plan")
         assert [(c.user_id, c.action) for c in screen.plan.to_write] == [("user0", "replace")]
         table = screen.query_one("#restore-diff", DataTable)
-        assert table.get_row_at(0)[:3] == ["user0", "stored is newer", "replace"]
+        row = table.get_row_at(0)
+        assert row[:3] == ["user0", "stored is newer", "replace"]
+        newer = await service.get_record("user0")  # times in UTC, as the CLI and the detail screen
+        assert row[3] == format_time(newer.updated_at) and row[4].endswith(" UTC")
         assert (await service.get_record("user0")).access_token == "sk-ant-oat01-newer-one"
 
 
