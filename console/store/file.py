@@ -211,7 +211,34 @@ class FileTier(Tier):
             report.retired = [kid for kid in self.keyring.key_ids[1:] if kid not in still_used]
             return report
 
-        return self._mutate(change)
+        self._mutate(change)
+        report.pending_rotated = self._rotate_pending()
+        return report
+
+    def _rotate_pending(self) -> int:
+        """Re-encrypt open logins' verifiers to the first key. Each file is claimed by a rename
+        first, as ``take_pending`` claims it, so a login taken meanwhile is never revived."""
+        rotated = 0
+        for path, pending in self._all_pending():
+            try:
+                verifier = json.loads(path.read_bytes()).get("verifier")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if pending is None or not self.keyring.needs_rotation(verifier):
+                continue  # unreadable ones expire and are swept; they open nothing
+            claimed = path.with_suffix(f".rotating-{os.getpid()}-{os.urandom(3).hex()}")
+            try:
+                os.rename(path, claimed)
+            except FileNotFoundError:
+                continue  # taken by a callback meanwhile
+            try:
+                atomic_write(path, self._encode_pending(pending))
+            except BaseException:
+                os.rename(claimed, path)
+                raise
+            claimed.unlink()
+            rotated += 1
+        return rotated
 
     async def delete(self, user_id: str) -> bool:
         if user_id not in self._load_doc()["users"]:

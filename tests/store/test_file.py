@@ -227,3 +227,19 @@ async def test_rotate_keys_rewrites_to_the_first_key_and_reports_the_rest(tmp_pa
     assert (await only_new.get("alice")).refresh_token == "sk-ant-ort01-RRRR2222"
     again = await both.rotate_keys()
     assert (again.rotated, again.current) == (0, 2)  # resumable: nothing left to do
+
+
+async def test_rotate_keys_moves_open_logins_to_the_first_key(tmp_path):
+    old, new = generate_key(), generate_key()
+    path = tmp_path / "t.json"
+    before = FileTier(path, Keyring.from_spec(old))
+    now = time.time()
+    for state in ("state-a", "state-b"):
+        await before.save_pending(PendingLogin(state, state[-1] * 43, "alice", "https://r", now, now + 600))
+    await before.take_pending("state-b")  # already used: rotation must not bring it back
+    report = await FileTier(path, Keyring.from_spec(f"{new},{old}")).rotate_keys()
+    assert report.pending_rotated == 1
+    only_new = FileTier(path, Keyring.from_spec(new))  # the old key is dropped now
+    assert (await only_new.take_pending("state-a")).verifier == "a" * 43
+    assert await only_new.take_pending("state-b") is None
+    assert list(only_new.pending_dir.iterdir()) == []  # no claimed or temporary files left behind
