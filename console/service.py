@@ -11,6 +11,7 @@ but ``invalid_grant`` logs a user out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
 import socket
@@ -465,11 +466,8 @@ class AuthService:
         async def rotated(user_ids: list[str]) -> None:
             for uid in user_ids:  # cached ciphertext may still be under the old key
                 self.forget(uid)
-                if self.store.cache is not None:
-                    try:
-                        await self.store.cache.delete(uid)
-                    except ConsoleError:
-                        pass
+            with contextlib.suppress(ConsoleError):
+                await self.store.cache_drop_many(user_ids)
 
         file_tier = self.store.primary if self.store.primary.name == "file" else None
         if file_tier is not None:  # the file store: one atomic rewrite

@@ -231,6 +231,21 @@ class RedisCacheTier(Tier):
         await self._write(user_id, 0, "0|", self._hole_ms, force=True)
         return True
 
+    async def delete_many(self, user_ids: list[str], chunk: int = 1000) -> None:
+        """``delete`` for many users (after a restore or a key rotation): the same tombstones
+        and messages, pipelined, one round trip per ``chunk`` users."""
+        for start in range(0, len(user_ids), chunk):
+            part = user_ids[start:start + chunk]
+
+            async def run(r, part=part):
+                pipe = r.pipeline(transaction=False)
+                for uid in part:
+                    await self._write_script(keys=[self.key(uid)], client=pipe, args=[
+                        0, "0|", self._hole_ms, self.channel, f"{self.origin}|{uid}", "1"])
+                return await pipe.execute()
+
+            await self._call(run)
+
     async def invalidate(self, user_id: str) -> None:
         """Drop one user's entry everywhere (e.g. after a change made outside this process)."""
         await self.delete(user_id)

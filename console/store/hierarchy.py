@@ -8,7 +8,6 @@ a write fails loudly, unless ``allow_file_fallback`` lets it land in the file ti
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import AsyncIterator
@@ -152,10 +151,23 @@ class Hierarchy:
         if not hasattr(self.primary, "put_many"):
             raise StorageError(f"the {self.primary.name} tier cannot take bulk writes")
         written = await self._write("put_many", records, expected, authors)
-        if self.cache is not None:
-            for start in range(0, len(written), 64):
-                await asyncio.gather(*(self._cache_drop(uid) for uid in written[start:start + 64]))
+        await self.cache_drop_many(written)
         return written
+
+    async def cache_drop_many(self, user_ids: list[str]) -> None:
+        """Drop many users from the cache on every replica (pipelined where the cache can)."""
+        if self.cache is None or not user_ids:
+            return
+        drop_many = getattr(self.cache, "delete_many", None)
+        try:
+            if drop_many is not None:
+                await drop_many(user_ids)
+                return
+        except TierUnavailable as exc:
+            self._skip(self.cache, exc)
+            return
+        for uid in user_ids:
+            await self._cache_drop(uid)
 
     async def delete(self, user_id: str) -> bool:
         removed = await self._write("delete", user_id)

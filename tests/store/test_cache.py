@@ -178,6 +178,24 @@ async def test_a_write_invalidates_other_processes_not_itself(make_tier):
     assert heard_a == []
 
 
+async def test_delete_many_tombstones_and_tells_every_replica(make_tier):
+    a, b = make_tier(), make_tier()
+    heard: list = []
+    b.listen(heard.append)
+    await b.get("x")                                   # subscribed now
+    users = [f"user-{i:04d}" for i in range(2500)]      # three pipelined chunks of 1000
+    for uid in users[:3] + users[-3:]:
+        await a.put(record(uid, version=4))
+    await wait_for(lambda: len([u for u in heard if u]) == 6)  # the puts' own messages, first
+    heard.clear()
+    await a.delete_many(users)
+    for uid in users[:3] + users[-3:]:
+        assert await a.get(uid) is None
+        await a.fill(record(uid, version=4))            # a reader that read before the restore
+        assert await a.get(uid) is None                 # cannot put the old entry back
+    await wait_for(lambda: sorted(u for u in heard if u) == users, timeout=5)
+
+
 async def test_redis_down_fails_fast_and_health_says_down(make_tier):
     tier = make_tier(url="redis://127.0.0.1:1/0", retry_after=30)
     started = time.perf_counter()
