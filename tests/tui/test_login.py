@@ -203,7 +203,7 @@ async def test_too_small_terminal_says_how_large_and_offers_the_full_screen_qr(s
         url = url_on_screen(app)
         cols, rows = size_in_cells(qr_matrix(url, 2))
         text = screen_text(app)
-        assert f"This terminal is 80×24" in text
+        assert "This terminal is 80×24" in text
         assert f"needs {cols}×{rows} cells" in text
         assert f"at least {cols + PANEL_MIN_WIDTH}×{rows + CHROME_ROWS}" in text
         assert "F4" in text and "▀" not in text  # no cropped QR code on screen
