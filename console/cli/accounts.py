@@ -1,0 +1,249 @@
+"""Verbs on one user's tokens (or every user's): login, callback, status, refresh, logout,
+token, users, audit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import Any
+
+from ..errors import ConsoleError, UsageError
+from ..tokens import format_time
+from .output import emit_json, err, isatty, out, run
+
+
+def cmd_login(args) -> int:
+    async def body(service) -> int:
+        start = await service.start_login(args.user, redirect_uri=args.redirect_uri)
+        if args.json:
+            emit_json({"authorization_url": start.authorization_url, "state": start.state,
+                       "expires_at": start.expires_at, "user_id": start.user_id})
+            return 0
+        minutes = int(service.settings.pending_ttl // 60)
+        out(f"Log in user '{start.user_id}': open this URL in a browser (valid {minutes} minutes):")
+        out()
+        out(start.authorization_url)
+        out()
+        _maybe_qr(start.authorization_url)
+        if os.environ.get("CLAUDE_ACCESS_TOKEN"):
+            out("Note: CLAUDE_ACCESS_TOKEN is set; once stored, this login takes precedence over it.")
+        if not args.no_browser:
+            _open_browser(start.authorization_url)
+        if isatty(sys.stdin) and isatty(sys.stdout) and not args.no_wait:
+            out("After approving, Claude shows a code. Paste it here (CODE#STATE, the callback URL,")
+            try:
+                pasted = input("or the bare code), or press Enter to finish later: ").strip()
+            except (EOFError, KeyboardInterrupt):
+                pasted = ""
+            if pasted:
+                record = await service.complete_login(pasted, start.user_id, state=start.state)
+                _print_logged_in(service, record)
+                return 0
+        out("Then finish with:")
+        out(f"  claude-console callback 'CODE#STATE' --user {start.user_id}")
+        return 0
+
+    return run(args, body)
+
+
+def _maybe_qr(url: str) -> None:
+    if not isatty(sys.stdout):
+        return
+    from ..qr import qr_matrix, size_in_cells, terminal_qr
+
+    cols, rows = size_in_cells(qr_matrix(url))
+    size = shutil.get_terminal_size((80, 24))
+    if cols <= size.columns and rows + 8 <= size.lines:
+        for line in terminal_qr(url, color="NO_COLOR" not in os.environ):
+            out(line)
+        out()
+    else:
+        out(f"(A QR code of this URL needs a {cols}x{rows + 8} terminal; this one is "
+            f"{size.columns}x{size.lines}.)")
+
+
+def _open_browser(url: str) -> None:
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform == "darwin"):
+        return
+    import webbrowser
+
+    try:
+        if webbrowser.open(url):
+            out("Opened a browser.")
+    except webbrowser.Error:
+        pass
+
+
+def _print_logged_in(service, record) -> None:
+    left = record.expires_at - time.time()
+    from ..tokens import format_duration
+
+    who = record.account_email or "unknown account"
+    out(f"Logged in user '{record.user_id}' as {who}; the token expires in {format_duration(left)} "
+        f"({format_time(record.expires_at)}).")
+
+
+def cmd_callback(args) -> int:
+    async def body(service) -> int:
+        record = await service.complete_login(args.code, args.user_explicit)
+        if args.json:
+            emit_json(service.status_report(record, record.user_id))
+        else:
+            _print_logged_in(service, record)
+        return 0
+
+    return run(args, body)
+
+
+def _status_lines(report: dict[str, Any]) -> list[str]:
+    from ..tokens import format_duration
+
+    uid = report["user_id"]
+    if report["status"] == "not_logged_in":
+        return [f"{uid}: not logged in. Run: claude-console login --user {uid}"]
+    left = report["expires_in"]
+    status = report["status"]
+    when = f"expires in {format_duration(left)}" if left > 0 else f"expired {format_duration(-left)} ago"
+    lines = [f"{uid}: {status.replace('_', ' ')}, {when} ({format_time(report['expires_at'])})",
+             f"  account  {report['account_email'] or 'unknown'}"
+             + (f" ({report['organization']})" if report.get("organization") else ""),
+             f"  source   {report['source']}",
+             f"  refreshes {report['refresh_count']}, last used {format_time(report['last_used'])}"]
+    if status == "needs_login":
+        lines.append(f"  the refresh token was rejected. Run: claude-console login --user {uid}")
+    elif status == "expired":
+        lines.append(f"  no refresh token. Run: claude-console login --user {uid}")
+    elif status in ("expiring", "expired_refreshable"):
+        lines.append(f"  will refresh on next use, or now with: claude-console refresh --user {uid}")
+    if report.get("last_refresh_error"):
+        lines.append(f"  last refresh error: {report['last_refresh_error']}")
+    return lines
+
+
+def cmd_status(args) -> int:
+    async def body(service) -> int:
+        if args.all:
+            records = sorted(await service.list_users(), key=lambda r: r.user_id)
+            reports = [service.status_report(r, r.user_id) for r in records]
+            if args.json:
+                emit_json(reports)
+            elif not reports:
+                out("No users are logged in. Run: claude-console login --user NAME")
+            else:
+                for report in reports:
+                    out("\n".join(_status_lines(report)))
+            return 0 if reports and all(r["usable"] for r in reports) else 1
+        uid = service.user(args.user)
+        record = await service.get_record(uid)
+        if record is None and service.store.warnings:
+            from ..errors import TierUnavailable
+
+            raise TierUnavailable(f"cannot tell whether user {uid!r} is logged in: storage is unreachable",
+                                  hint="see the warnings above; claude-console health shows each tier")
+        report = service.status_report(record, uid)
+        if args.json:
+            emit_json(report)
+        else:
+            out("\n".join(_status_lines(report)))
+        return 0 if report.get("usable") else 1
+
+    return run(args, body)
+
+
+def cmd_refresh(args) -> int:
+    async def body(service) -> int:
+        from ..tokens import format_duration
+
+        users = [r.user_id for r in await service.list_users()] if args.all else [service.user(args.user)]
+        if not users:
+            out("No users are logged in.")
+            return 1
+        failed = 0
+        for uid in sorted(users):
+            try:
+                record = await service.refresh(uid, force=True)
+            except ConsoleError as exc:
+                if not args.all:
+                    raise  # main() prints it once, with its exit code
+                failed += 1
+                err(f"{uid}: refresh failed: {exc}")
+                continue
+            out(f"{uid}: refreshed; expires in {format_duration(record.expires_at - time.time())}")
+        return 1 if failed else 0
+
+    return run(args, body)
+
+
+def cmd_logout(args) -> int:
+    async def body(service) -> int:
+        users = [r.user_id for r in await service.list_users() if r.source != "env"] if args.all \
+            else [service.user(args.user)]
+        if not users:
+            out("No stored users to log out.")
+            return 0
+        what = f"{len(users)} users ({', '.join(sorted(users)[:5])}{', …' if len(users) > 5 else ''})" \
+            if args.all else f"user '{users[0]}'"
+        if not args.yes:
+            if not isatty(sys.stdin):
+                raise UsageError(f"refusing to log out {what} without confirmation", hint="pass --yes")
+            answer = input(f"Log out {what}? Their stored tokens are deleted. [y/N] ").strip().lower()
+            if answer not in ("y", "yes"):
+                out("Nothing was changed.")
+                return 1
+        code = 0
+        for uid in sorted(users):
+            if await service.logout(uid):
+                out(f"{uid}: logged out")
+            else:
+                out(f"{uid}: was not logged in")
+                code = 1 if not args.all else code
+        return code
+
+    return run(args, body)
+
+
+def cmd_token(args) -> int:
+    async def body(service) -> int:
+        token = await service.get_access_token(args.user)
+        sys.stdout.write(token + "\n")
+        sys.stdout.flush()
+        return 0
+
+    return run(args, body)
+
+
+def cmd_users(args) -> int:
+    async def body(service) -> int:
+        from ..tokens import format_duration
+
+        records = sorted(await service.list_users(), key=lambda r: r.user_id)
+        reports = [service.status_report(r, r.user_id) for r in records]
+        if args.json:
+            emit_json(reports)
+            return 0
+        if not reports:
+            out("No users are logged in. Run: claude-console login --user NAME")
+            return 0
+        out(f"{'USER':<20} {'STATUS':<20} {'EXPIRES IN':>11}  {'REFRESHES':>9}  {'SOURCE':<8} ACCOUNT")
+        for r in reports:
+            out(f"{r['user_id'][:20]:<20} {r['status']:<20} {format_duration(r['expires_in']):>11}  "
+                f"{r['refresh_count']:>9}  {r['source']:<8} {r['account_email'] or ''}")
+        return 0
+
+    return run(args, body)
+
+
+def cmd_audit(args) -> int:
+    async def body(service) -> int:
+        events = await service.audit_trail(args.user, args.limit)
+        if args.json:
+            emit_json([e.to_dict() for e in events])
+            return 0
+        for e in events:
+            mark = "ok" if e.ok else "FAILED"
+            out(f"{format_time(e.ts)}  {e.user_id:<16} {e.action:<15} {mark:<6} {e.actor}  {e.detail}")
+        return 0
+
+    return run(args, body)

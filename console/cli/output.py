@@ -1,0 +1,61 @@
+"""What every verb shares: printing, and the service built and closed around one command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any, Callable
+
+
+def out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str), flush=True)
+
+
+def isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# -- the service, built per command ---------------------------------------------------------
+
+def cli_settings(args):
+    """One command's settings (--config or $CONSOLE_CONFIG), with logging set up as they and
+    --verbose say."""
+    from ..config import load_settings
+    from ..logs import setup_logging
+
+    settings = load_settings(args.config)
+    setup_logging(settings.log_level or None, verbose=args.verbose)
+    return settings
+
+
+def build_service(args):
+    from ..service import AuthService
+
+    return AuthService(cli_settings(args), face="cli")
+
+
+def run(args, body: Callable) -> int:
+    """Build the service, run one async body, close everything, map errors to exit codes."""
+    async def main() -> int:
+        service = build_service(args)
+        try:
+            code = await body(service)
+        finally:
+            for warning in service.store.warnings:
+                err(f"warning: {warning}")
+            await service.aclose()
+        return code
+
+    return asyncio.run(main())

@@ -1,0 +1,146 @@
+"""Verbs that run or inspect the product's processes and schema: health, serve, web, migrate,
+rotate-key, refresher, sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from ..errors import UsageError
+from ..tokens import format_time
+from .output import cli_settings, emit_json, err, out, run
+
+
+def _probe_server(url: str, as_json: bool) -> int:
+    """``health --url``: ask a running server (the container's HEALTHCHECK). 0 up, 3 down, 1 silent."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            code, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        code, raw = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        err(f"error: {url} is not answering: {getattr(exc, 'reason', exc)}")
+        return 1
+    try:
+        report = json.loads(raw)
+    except ValueError:
+        report = {"status": f"HTTP {code}", "tiers": []}
+    if as_json:
+        emit_json(report)
+    else:
+        out(f"server   {report.get('status', code)} (HTTP {code}, primary tier: {report.get('primary', '?')})")
+        for tier in report.get("tiers", []):
+            out(f"{tier.get('name', '?'):<9} {tier.get('state', '?'):<15} {tier.get('detail', '')}")
+    return 0 if code == 200 else 3
+
+
+def cmd_health(args) -> int:
+    if getattr(args, "url", None):
+        return _probe_server(args.url, args.json)
+
+    async def body(service) -> int:
+        health = await service.health()
+        if args.json:
+            emit_json([h.to_dict() for h in health])
+        else:
+            for h in health:
+                out(f"{h.name:<9} {h.state:<15} {h.detail}")
+        primary = service.store.primary.name  # only the tier that holds the writes decides
+        return 3 if any(h.state == "down" and h.name == primary for h in health) else 0
+
+    return run(args, body)
+
+
+def cmd_serve(args) -> int:
+    from ..api.serve import serve
+
+    return serve(cli_settings(args), host=args.host, port=args.port,
+                 insecure_no_auth=args.insecure_no_auth, refresher=args.refresher,
+                 access_log=args.access_log)
+
+
+def cmd_web(args) -> int:
+    from ..api.web import run_web
+
+    return run_web(cli_settings(args), host=args.host, port=args.port, public_url=args.public_url,
+                   insecure_no_auth=args.insecure_no_auth, config=args.config)
+
+
+def cmd_migrate(args) -> int:
+    async def body(service) -> int:
+        applied = await service.migrate()
+        out(f"applied {len(applied)} migrations: {', '.join(applied)}" if applied
+            else "the database schema is up to date")
+        return 0
+
+    return run(args, body)
+
+
+def cmd_rotate_key(args) -> int:
+    if args.batch < 1:
+        raise UsageError("--batch must be 1 or more rows")
+
+    async def body(service) -> int:
+        from ..errors import UnknownKey
+
+        def progress(report) -> None:
+            out(f"  {report.current} rows under key id {report.key_id} ({report.rotated} re-encrypted)")
+
+        report = await service.rotate_key(batch=args.batch, progress=progress)
+        out(f"re-encrypted {report.rotated} rows and {report.pending_rotated} pending logins to key id "
+            f"{report.key_id}; {report.current} rows are under it now")
+        if not report.complete:
+            left = ", ".join(f"{n} under {kid}" for kid, n in report.unreadable.most_common())
+            raise UnknownKey(f"{sum(report.unreadable.values())} rows could not be read and were left as "
+                             f"they are ({left})",
+                             hint="add their key to CLAUDE_TOKEN_ENCRYPTION_KEY after the new one and "
+                                  "run rotate-key again")
+        if report.retired:
+            out(f"every row is under key id {report.key_id}: key ids {', '.join(report.retired)} can be "
+                "removed from CLAUDE_TOKEN_ENCRYPTION_KEY on every replica")
+        return 0
+
+    return run(args, body)
+
+
+def cmd_refresher(args) -> int:
+    from ..refresher import run_forever, run_once
+    from ..service import AuthService
+
+    if args.concurrency < 1 or args.interval <= 0:
+        raise UsageError("--concurrency must be 1 or more and --interval more than 0 seconds")
+    settings = cli_settings(args)
+    # every refresh in flight holds one connection for its lock: size the pool to match
+    settings = settings.replace(database_pool_size=max(settings.database_pool_size, args.concurrency + 4))
+
+    def report(counts) -> None:
+        if counts.claimed or args.once:
+            out(f"{format_time(time.time())}  {counts}")
+
+    async def main() -> int:
+        service = AuthService(settings, face="refresher")
+        try:
+            if args.once:
+                counts = await run_once(service, concurrency=args.concurrency, interval=args.interval)
+                report(counts)
+                return 1 if counts.failed else 0
+            out(f"refreshing tokens due within {int(settings.refresh_buffer + 2 * args.interval)}s, "
+                f"every {args.interval:g}s, {args.concurrency} at a time (Ctrl-C stops)")
+            await run_forever(service, args.interval, concurrency=args.concurrency, on_pass=report)
+            return 0
+        finally:
+            for warning in service.store.warnings:
+                err(f"warning: {warning}")
+            await service.aclose()
+
+    return asyncio.run(main())
+
+
+def cmd_sandbox(args) -> int:
+    from ..sandbox import run_sandbox
+
+    return run_sandbox(args)
