@@ -11,7 +11,7 @@ the last batch committed (decrypt, plan against the store, COPY into a temporary
 one upsert per batch). Runs in a throwaway database, dropped afterwards. Prints the figures
 and the limits; always exits 0 (a report, not a test).
 
-    python bench/bench_backup.py [--users 100000] [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+    python bench/bench_backup.py [--users 100000] [--rounds 3] [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ async def copy_floors(dsn: str) -> tuple[float, float, int]:
         await conn.close()
 
 
-async def run(users: int, admin_dsn: str) -> None:
+async def run(users: int, admin_dsn: str, rounds: int = 3) -> None:
     import asyncpg
 
     admin = await asyncpg.connect(admin_dsn)
@@ -111,40 +111,48 @@ async def run(users: int, admin_dsn: str) -> None:
             await service.store.put_many(data[start:start + 10000])
         print(f"seeded {users} users in {time.perf_counter() - started:.1f}s (not timed below)")
 
-        kdf = kdf_floor()
-        aes = aes_floor(data)
-        copy_in, copy_out, copied = await copy_floors(dsn)
-        assert copied == users
+        best: dict[str, float] = {}
+        for round_no in range(rounds):  # interleaved rounds, best of each: the machine is shared
+            times = {"kdf": kdf_floor(), "aes": aes_floor(data)}
+            times["copy_in"], times["copy_out"], copied = await copy_floors(dsn)
+            assert copied == users
 
-        target = folder / "all.ccbackup"
-        started = time.perf_counter()
-        summary = await service.backup(target, PASSPHRASE)
-        backup_s = time.perf_counter() - started
-        assert summary.users == users
+            target = folder / f"all-{round_no}.ccbackup"
+            started = time.perf_counter()
+            summary = await service.backup(target, PASSPHRASE)
+            times["backup"] = time.perf_counter() - started
+            assert summary.users == users
 
-        conn = await asyncpg.connect(dsn)
-        await conn.execute(f"DELETE FROM {TOKENS}")
-        started = time.perf_counter()
-        contents = await service.open_backup(target, PASSPHRASE)
-        opened = time.perf_counter() - started
-        plan = await service.plan_restore(contents)
-        planned = time.perf_counter() - started
-        result = await service.apply_restore(plan)
-        restore_s = time.perf_counter() - started
-        restored = await conn.fetchval(f"SELECT count(*) FROM {TOKENS}")
-        await conn.close()
-        assert len(result.written) == users == restored
-        sample = await service.get_record("user004242")
-        assert sample.access_token == data[4242].access_token
+            conn = await asyncpg.connect(dsn)
+            await conn.execute(f"DELETE FROM {TOKENS}")
+            service.forget()
+            started = time.perf_counter()
+            contents = await service.open_backup(target, PASSPHRASE)
+            times["open"] = time.perf_counter() - started
+            plan = await service.plan_restore(contents)
+            planned = time.perf_counter() - started
+            result = await service.apply_restore(plan)
+            times["restore"] = time.perf_counter() - started
+            times["write"] = times["restore"] - planned
+            restored = await conn.fetchval(f"SELECT count(*) FROM {TOKENS}")
+            await conn.close()
+            assert len(result.written) == users == restored
+            sample = await service.get_record("user004242")
+            assert sample.access_token == data[4242].access_token
+            for key, value in times.items():
+                best[key] = min(best.get(key, value), value)
 
+        kdf, aes, copy_in, copy_out = best["kdf"], best["aes"], best["copy_in"], best["copy_out"]
+        backup_s, restore_s = best["backup"], best["restore"]
         backup_floor = kdf + copy_out + aes
         restore_floor = kdf + copy_in + aes
+        print(f"best of {rounds} interleaved rounds, each figure and each floor on its own:")
         print(f"floors: KDF (scrypt n=2^17 r=8 p=1) {kdf:.3f}s, COPY in {copy_in:.3f}s, COPY out {copy_out:.3f}s, "
               f"AES-GCM of {2 * users} tokens {aes:.3f}s")
         print(f"backup  {users} users: {backup_s:.3f}s ({summary.bytes / 1e6:.1f} MB)   limit 2 x (KDF + COPY out + "
               f"AES-GCM) = {2 * backup_floor:.3f}s   {'OK' if backup_s <= 2 * backup_floor else 'OVER'}")
-        print(f"restore {users} users: {restore_s:.3f}s (open {opened:.3f}s, plan {planned - opened:.3f}s, "
-              f"write {restore_s - planned:.3f}s in {result.batches} batches)   limit 2 x (KDF + COPY in + AES-GCM) "
+        print(f"restore {users} users: {restore_s:.3f}s (open {best['open']:.3f}s, write {best['write']:.3f}s in "
+              f"{result.batches} batches)   limit 2 x (KDF + COPY in + AES-GCM) "
               f"= {2 * restore_floor:.3f}s   {'OK' if restore_s <= 2 * restore_floor else 'OVER'}")
     finally:
         await service.aclose()
@@ -158,11 +166,12 @@ async def run(users: int, admin_dsn: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each is kept")
     parser.add_argument("--dsn", default=os.environ.get("TEST_DATABASE_URL",
                                                         "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
     try:
-        asyncio.run(run(args.users, args.dsn))
+        asyncio.run(run(args.users, args.dsn, max(1, args.rounds)))
     except OSError as exc:
         print(f"PostgreSQL is not reachable at {args.dsn}: {exc}; nothing measured")
     except Exception as exc:  # a report, not a test: say what stopped it, exit 0
