@@ -118,6 +118,37 @@ async def test_time_alone_moves_a_row_up_the_urgency_order():
         await pilot.pause()
 
 
+async def test_packed_search_texts_filter_the_same_after_loads_and_sorts():
+    """Past 10 000 rows the search texts are re-packed (in steps) after a bulk load and a sort:
+    filtering before, during and after must give the same view, and the texts, the dict and
+    the view must end up sharing one copy (one row carries a NUL, which packing skips)."""
+    rng = random.Random(11)
+    clock = Clock()
+    app = Host(clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(BoardView)
+        users = [make(f"u{i:05d}", rng) for i in range(12_500)]
+        users[7] = users[7].evolve(account_email="odd\0mail@example.com")
+        board.set_records(users[:6000], complete=False)
+        board.set_records(users)
+        board.set_filter("u01")
+        await pilot.pause(0.5)                      # the pack after the bulk load has run
+        for key in ("email", "user", "status"):
+            board.sort_by(key)
+            for query in ("", "u01", "u01 corp", "odd", "needs"):
+                board.set_filter(query)
+                assert board.view == expected_view(board, clock), (key, query)
+        await pilot.pause(0.3)                      # the pack after the last sort has run
+        assert board.view == expected_view(board, clock)
+        board._pack_step()                          # a tick queued before the timer stopped
+        board._pack_step()                          # is harmless
+        order, texts, by_user = board._order, board._order_text, board._text
+        assert all(texts[i] is by_user[uid] for i, uid in enumerate(order))   # no second copy
+        assert all(board._view_text[i] is by_user[uid] for i, uid in enumerate(board.view))
+        status = {uid: board.status_of(uid) for uid in order}
+        assert all(by_user[uid] == _search_text(board.record(uid), status[uid]) for uid in order)
+
+
 @pytest.fixture
 async def pg_service(console_env, pg_dsn, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", pg_dsn)
