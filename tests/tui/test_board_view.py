@@ -8,6 +8,7 @@ Also: the store's paged listing that lets the board stream 100 000 users.
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from textual.app import App
@@ -16,7 +17,7 @@ from console.config import load_settings
 from console.crypto import generate_key
 from console.service import AuthService
 from console.tokens import TokenRecord, token_status
-from console.widgets.board_view import SORT_KEYS, BoardView, _search_text, _sort_key
+from console.widgets.board_view import _PACK_CHUNK, SORT_KEYS, BoardView, _search_text, _sort_key
 
 NOW = 1_750_000_000.0
 
@@ -118,6 +119,14 @@ async def test_time_alone_moves_a_row_up_the_urgency_order():
         await pilot.pause()
 
 
+async def packed(pilot, board: BoardView, timeout: float = 5.0) -> None:
+    """Wait until no packing of the search texts is scheduled or under way."""
+    deadline = time.monotonic() + timeout
+    while board._pack_timer is not None or board._pack_start is not None:
+        assert time.monotonic() < deadline, "the search texts were never packed"
+        await pilot.pause(0.02)
+
+
 async def test_packed_search_texts_filter_the_same_after_loads_and_sorts():
     """Past 10 000 rows the search texts are re-packed (in steps) after a bulk load and a sort:
     filtering before, during and after must give the same view, and the texts, the dict and
@@ -132,14 +141,17 @@ async def test_packed_search_texts_filter_the_same_after_loads_and_sorts():
         board.set_records(users[:6000], complete=False)
         board.set_records(users)
         board.set_filter("u01")
-        await pilot.pause(0.5)                      # the pack after the bulk load has run
+        await packed(pilot, board)                  # the pack after the bulk load
         for key in ("email", "user", "status"):
             board.sort_by(key)
             for query in ("", "u01", "u01 corp", "odd", "needs"):
                 board.set_filter(query)
                 assert board.view == expected_view(board, clock), (key, query)
-        await pilot.pause(0.3)                      # the pack after the last sort has run
+        before = dict(board._text)
+        await packed(pilot, board)                  # the pack after the last sort
         assert board.view == expected_view(board, clock)
+        renewed = sum(board._text[uid] is not text for uid, text in before.items())
+        assert renewed >= len(before) - _PACK_CHUNK   # all but the chunk holding the NUL
         board._pack_step()                          # a tick queued before the timer stopped
         board._pack_step()                          # is harmless
         order, texts, by_user = board._order, board._order_text, board._text
