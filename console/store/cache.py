@@ -203,11 +203,13 @@ class RedisCacheTier(Tier):
         data = {k: v for k, v in record.to_dict().items() if k != "source" and _DEFAULTS.get(k, k) != v}
         return self.keyring.encrypt(json.dumps(data, separators=(",", ":")), record.user_id)
 
-    async def _write(self, user_id: str, version: int, value: str, ttl_ms: int, force: bool) -> None:
-        message = f"{self.origin}|{user_id}"
-        await self._call(lambda r: self._write_script(
-            keys=[self.key(user_id)],
-            args=[version, value, ttl_ms, self.channel, message, "1" if force else "0"]))
+    def _write_call(self, user_id: str, version: int, value: str, ttl_ms: int, force: bool) -> dict:
+        """The write script's keys and arguments: the entry, and the message every replica hears."""
+        return {"keys": [self.key(user_id)],
+                "args": [version, value, ttl_ms, self.channel, f"{self.origin}|{user_id}", "1" if force else "0"]}
+
+    async def _write(self, call: dict) -> None:
+        await self._call(lambda r: self._write_script(**call))
 
     async def put(self, record: TokenRecord, expected_version: int | None = None) -> TokenRecord:
         """After a write to the primary: replace the entry (unless newer) and tell every replica."""
@@ -216,7 +218,7 @@ class RedisCacheTier(Tier):
             value = f"{record.version}|{self._seal(record)}"
         else:  # a hole: keeps slow readers from filling an older version back in
             value, ttl = f"{record.version}|", self._hole_ms
-        await self._write(record.user_id, record.version, value, ttl, force=False)
+        await self._write(self._write_call(record.user_id, record.version, value, ttl, force=False))
         return record
 
     async def fill(self, record: TokenRecord) -> None:
@@ -226,9 +228,12 @@ class RedisCacheTier(Tier):
             value = f"{record.version}|{self._seal(record)}"
             await self._call(lambda r: r.set(self.key(record.user_id), value, px=ttl, nx=True))
 
+    def _tombstone(self, user_id: str) -> dict:
+        return self._write_call(user_id, 0, "0|", self._hole_ms, force=True)
+
     async def delete(self, user_id: str) -> bool:
         """After a delete in the primary: a tombstone (no slow reader revives it), then tell everyone."""
-        await self._write(user_id, 0, "0|", self._hole_ms, force=True)
+        await self._write(self._tombstone(user_id))
         return True
 
     async def delete_many(self, user_ids: list[str], chunk: int = 1000) -> None:
@@ -240,8 +245,7 @@ class RedisCacheTier(Tier):
             async def run(r, part=part):
                 pipe = r.pipeline(transaction=False)
                 for uid in part:
-                    await self._write_script(keys=[self.key(uid)], client=pipe, args=[
-                        0, "0|", self._hole_ms, self.channel, f"{self.origin}|{uid}", "1"])
+                    await self._write_script(**self._tombstone(uid), client=pipe)
                 return await pipe.execute()
 
             await self._call(run)

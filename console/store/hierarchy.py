@@ -155,19 +155,12 @@ class Hierarchy:
         return written
 
     async def cache_drop_many(self, user_ids: list[str]) -> None:
-        """Drop many users from the cache on every replica (pipelined where the cache can)."""
-        if self.cache is None or not user_ids:
-            return
-        drop_many = getattr(self.cache, "delete_many", None)
-        try:
-            if drop_many is not None:
-                await drop_many(user_ids)
-                return
-        except TierUnavailable as exc:
-            self._skip(self.cache, exc)
-            return
-        for uid in user_ids:
-            await self._cache_drop(uid)
+        """Drop many users from the cache on every replica, pipelined."""
+        if self.cache is not None and user_ids:
+            try:
+                await self.cache.delete_many(user_ids)
+            except TierUnavailable as exc:
+                self._skip(self.cache, exc)
 
     async def delete(self, user_id: str) -> bool:
         removed = await self._write("delete", user_id)
