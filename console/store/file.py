@@ -219,12 +219,15 @@ class FileTier(Tier):
         """Re-encrypt open logins' verifiers to the first key. Each file is claimed by a rename
         first, as ``take_pending`` claims it, so a login taken meanwhile is never revived."""
         rotated = 0
-        for path, pending in self._all_pending():
+        for path, raw in self._pending_files():
             try:
-                verifier = json.loads(path.read_bytes()).get("verifier")
-            except (OSError, ValueError, AttributeError):
+                verifier = json.loads(raw).get("verifier")
+            except (ValueError, AttributeError):
                 continue
-            if pending is None or not self.keyring.needs_rotation(verifier):
+            if not self.keyring.needs_rotation(verifier):
+                continue
+            pending = self._decode_pending(raw)
+            if pending is None:
                 continue  # unreadable ones expire and are swept; they open nothing
             claimed = path.with_suffix(f".rotating-{os.getpid()}-{os.urandom(3).hex()}")
             try:
@@ -308,14 +311,17 @@ class FileTier(Tier):
             return None
         return pending
 
-    def _all_pending(self) -> list[tuple[Path, PendingLogin | None]]:
+    def _pending_files(self) -> list[tuple[Path, bytes]]:
         if not self.pending_dir.is_dir():
             return []
         out = []
         for path in self.pending_dir.glob("*.json"):
-            with contextlib.suppress(OSError):
-                out.append((path, self._decode_pending(path.read_bytes())))
+            with contextlib.suppress(OSError):  # taken meanwhile
+                out.append((path, path.read_bytes()))
         return out
+
+    def _all_pending(self) -> list[tuple[Path, PendingLogin | None]]:
+        return [(path, self._decode_pending(raw)) for path, raw in self._pending_files()]
 
     async def newest_pending(self, user_id: str | None = None) -> PendingLogin | None:
         now = time.time()
