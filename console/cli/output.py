@@ -46,10 +46,10 @@ def build_service(args):
     return AuthService(cli_settings(args), face="cli")
 
 
-def run(args, body: Callable) -> int:
-    """Build the service, run one async body, close everything, map errors to exit codes."""
+def run(args, body: Callable, make_service: Callable = build_service) -> int:
+    """Build the service, run one async body, print the storage warnings, close everything."""
     async def main() -> int:
-        service = build_service(args)
+        service = make_service(args)
         try:
             code = await body(service)
         finally:

@@ -3,7 +3,6 @@ rotate-key, refresher, sandbox."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -121,23 +120,17 @@ def cmd_refresher(args) -> int:
         if counts.claimed or args.once:
             out(f"{format_time(time.time())}  {counts}")
 
-    async def main() -> int:
-        service = AuthService(settings, face="refresher")
-        try:
-            if args.once:
-                counts = await run_once(service, concurrency=args.concurrency, interval=args.interval)
-                report(counts)
-                return 1 if counts.failed else 0
-            out(f"refreshing tokens due within {int(settings.refresh_buffer + 2 * args.interval)}s, "
-                f"every {args.interval:g}s, {args.concurrency} at a time (Ctrl-C stops)")
-            await run_forever(service, args.interval, concurrency=args.concurrency, on_pass=report)
-            return 0
-        finally:
-            for warning in service.store.warnings:
-                err(f"warning: {warning}")
-            await service.aclose()
+    async def body(service) -> int:
+        if args.once:
+            counts = await run_once(service, concurrency=args.concurrency, interval=args.interval)
+            report(counts)
+            return 1 if counts.failed else 0
+        out(f"refreshing tokens due within {int(settings.refresh_buffer + 2 * args.interval)}s, "
+            f"every {args.interval:g}s, {args.concurrency} at a time (Ctrl-C stops)")
+        await run_forever(service, args.interval, concurrency=args.concurrency, on_pass=report)
+        return 0
 
-    return asyncio.run(main())
+    return run(args, body, make_service=lambda _: AuthService(settings, face="refresher"))
 
 
 def cmd_sandbox(args) -> int:
