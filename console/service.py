@@ -11,7 +11,6 @@ but ``invalid_grant`` logs a user out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
 import logging
 import socket
@@ -466,8 +465,7 @@ class AuthService:
         async def rotated(user_ids: list[str]) -> None:
             for uid in user_ids:  # cached ciphertext may still be under the old key
                 self.forget(uid)
-            with contextlib.suppress(ConsoleError):
-                await self.store.cache_drop_many(user_ids)
+            await self.store.cache_drop_many(user_ids)  # a cache that is down is skipped there
 
         file_tier = self.store.primary if self.store.primary.name == "file" else None
         if file_tier is not None:  # the file store: one atomic rewrite

@@ -46,6 +46,8 @@ _FIELDS = ("user_id", "access_token", "refresh_token", "expires_at", "scopes", "
            "account_uuid", "organization_uuid", "organization_name", "subscription_type",
            "created_at", "updated_at", "last_used", "refresh_count", "last_refresh_at",
            "last_refresh_error_at", "last_refresh_error", "refresh_failures", "needs_login", "version")
+
+
 class ListedRecord(TokenRecord):
     """A listed user read in place from its asyncpg row.
 
