@@ -11,11 +11,11 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
-from .commands import ScreenKeysProvider
-from .resources import styles_path, stylesheets
 from .screens.board import BoardScreen
 from .service import AuthService
 from .tokens import TokenRecord
+from .ui.palette import ScreenKeysProvider
+from .ui.styles import styles_path, stylesheets
 
 
 class ConsoleApp(App[int]):

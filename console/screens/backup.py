@@ -20,8 +20,9 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, Static
 
 from ..backup import MIN_PASSPHRASE, size_text, users_text
+from ..ui.messages import StageProgress, WorkFailed
+from ..ui.messages import reason as failure_reason
 from .confirm import ConfirmScreen
-from .file_work import StageProgress, WorkFailed, failure_reason
 
 
 def default_backup_path(now: float | None = None) -> str:

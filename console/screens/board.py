@@ -19,18 +19,11 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, ProgressBar
 from textual.worker import Worker
 
-from ..errors import ConsoleError
 from ..tokens import TokenRecord, format_duration
+from ..ui.messages import reason
 from ..widgets.board_view import COLUMNS, BoardView
 from ..widgets.health_bar import HealthBar
 from .confirm import ConfirmScreen
-
-
-def reason(exc: BaseException) -> str:
-    """The one line an operator sees for a failure; never a traceback."""
-    if isinstance(exc, ConsoleError):
-        return str(exc)
-    return f"unexpected error ({type(exc).__name__}): {exc}"
 
 
 class PolledPage(Message):

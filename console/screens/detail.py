@@ -14,11 +14,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
-from ..resources import styles_path
 from ..tokens import Status, TokenRecord, format_duration, format_time, mask
+from ..ui.messages import reason
+from ..ui.styles import styles_path
 from ..widgets.board_view import ago
 from ..widgets.status_badge import MEANINGS, StatusBadge
-from .board import reason
 from .confirm import ConfirmScreen
 
 

@@ -9,8 +9,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
-from ..resources import styles_path
 from ..tokens import Status
+from ..ui.styles import styles_path
 from ..widgets.status_badge import MEANINGS, status_label
 
 # Actions every screen has that say nothing useful in a key list.

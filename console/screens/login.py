@@ -28,8 +28,8 @@ from textual.widgets import ContentSwitcher, Footer, Input, LoadingIndicator, Op
 from textual.widgets.option_list import Option
 
 from ..errors import ConsoleError
-from ..resources import styles_path
 from ..tokens import TokenRecord, format_duration
+from ..ui.styles import styles_path
 from ..widgets.countdown import Countdown
 from ..widgets.qr import QRCode
 from .qr_fullscreen import QRFullScreen

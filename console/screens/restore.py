@@ -18,8 +18,9 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Pro
 
 from ..backup import users_text
 from ..tokens import format_time
+from ..ui.messages import StageProgress, WorkFailed
+from ..ui.messages import reason as failure_reason
 from .confirm import ConfirmScreen
-from .file_work import StageProgress, WorkFailed, failure_reason
 
 OVERWRITE_CHOICES = [
     ("newer: replace stored tokens older than the backup's", "newer"),

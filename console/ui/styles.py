@@ -1,11 +1,14 @@
-"""Where the Textual stylesheets live: beside the package when installed, at the repo root in a checkout."""
+"""The one lookup for the TUI's stylesheets: every screen names its sheet through ``styles_path``.
+
+The design card keeps ``styles/`` at the top of a checkout; installed wheels carry it as
+``console/styles`` (hatch force-include), so the folder is looked for in both places.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
-# Installed wheels carry ``console/styles`` (hatch force-include); a source checkout has ``styles/``.
+_PACKAGE = Path(__file__).resolve().parent.parent
 _CANDIDATES = (_PACKAGE / "styles", _PACKAGE.parent / "styles")
 
 
@@ -20,7 +23,6 @@ def styles_dir() -> Path:
 def styles_path(name: str) -> Path:
     """The path of one stylesheet, e.g. ``styles_path("board.tcss")``."""
     return styles_dir() / name
-
 
 
 def stylesheets() -> list[Path]:
