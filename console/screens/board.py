@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, Input, Label, ProgressBar
 from textual.worker import Worker
 
 from ..tokens import TokenRecord, format_duration
+from ..ui.host import console_app
 from ..ui.messages import reason
 from ..widgets.board_view import COLUMNS, BoardView
 from ..widgets.health_bar import HealthBar
@@ -108,7 +109,7 @@ class BoardScreen(Screen[None]):
     # -- layout ------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        app = self.app
+        app = console_app(self)
         yield Header()
         yield HealthBar(id="health")
         yield BoardView(id="board", clock=app.clock,
@@ -121,9 +122,10 @@ class BoardScreen(Screen[None]):
         return self.query_one(BoardView)
 
     def on_mount(self) -> None:
-        preloaded = getattr(self.app, "preloaded", None)
+        app = console_app(self)
+        preloaded = app.preloaded
         if preloaded is not None:   # the first page, read before the app started
-            self.app.preloaded = None
+            app.preloaded = None
             self.board.set_records(preloaded, complete=False)
         else:
             self.board.loading = True

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 import webbrowser
 from datetime import datetime, timezone
 
@@ -29,6 +28,7 @@ from textual.widgets.option_list import Option
 
 from ..errors import ConsoleError
 from ..tokens import TokenRecord, format_duration
+from ..ui.host import console_app
 from ..ui.styles import styles_path
 from ..widgets.countdown import Countdown
 from ..widgets.qr import QRCode
@@ -100,7 +100,7 @@ class LoginScreen(Screen[TokenRecord | None]):
                     with Horizontal(id="code-head"):
                         yield Static("", id="code-title", classes="title", markup=False)
                         yield Countdown(id="countdown", label="· expires in",
-                                        expired_text="· the login expired")
+                                        expired_text="· the login expired", clock=self._now)
                     yield Static("", id="sandbox-note", classes="hint", markup=False)
                     yield Static("", id="too-small", markup=False)
                     yield Static("1. Scan the QR code or open this URL, and approve:", classes="hint")
@@ -120,7 +120,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         return self.app.service.settings.default_user
 
     def on_mount(self) -> None:
-        sandbox = getattr(self.app, "sandbox_url", None)
+        sandbox = console_app(self).sandbox_url
         note = self.query_one("#sandbox-note", Static)
         note.display = bool(sandbox)
         if sandbox:
@@ -156,8 +156,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         message.set_class(kind == "ok", "-ok")
 
     def _now(self) -> float:
-        clock = getattr(self.app, "clock", None)
-        return clock() if callable(clock) else time.time()
+        return console_app(self).clock()
 
     # -- stage 1: the user -------------------------------------------------------------
 
