@@ -70,7 +70,7 @@ class ConsoleApp(App[int]):
             await self.service.aclose()
 
     def action_help(self) -> None:
-        from .screens.help import HelpScreen
+        from .screens.modals.help import HelpScreen
 
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)

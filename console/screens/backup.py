@@ -22,7 +22,8 @@ from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, S
 from ..backup import MIN_PASSPHRASE, size_text, users_text
 from ..ui.messages import StageProgress, WorkFailed
 from ..ui.messages import reason as failure_reason
-from .confirm import ConfirmScreen
+from ..ui.styles import styles_path
+from .modals.confirm import ConfirmScreen
 
 
 def default_backup_path(now: float | None = None) -> str:
@@ -33,6 +34,7 @@ def default_backup_path(now: float | None = None) -> str:
 class BackupScreen(Screen[None]):
     """Choose a file, type a passphrase twice, watch it being written, see the result."""
 
+    CSS_PATH = styles_path("backup.tcss")
     HELP_TITLE = "backup"
     AUTO_FOCUS = "#backup-path"
     BINDINGS = [

@@ -22,9 +22,10 @@ from textual.worker import Worker
 from ..tokens import TokenRecord, format_duration
 from ..ui.host import console_app
 from ..ui.messages import reason
+from ..ui.styles import styles_path
 from ..widgets.board_view import COLUMNS, BoardView
 from ..widgets.health_bar import HealthBar
-from .confirm import ConfirmScreen
+from .modals.confirm import ConfirmScreen
 
 
 class PolledPage(Message):
@@ -78,6 +79,7 @@ _SORT_BINDINGS = [Binding(str(i), f"sort('{c.key}')", f"Sort: {c.title.lower()}"
 
 
 class BoardScreen(Screen[None]):
+    CSS_PATH = styles_path("board.tcss")   # the app reads it before the first paint too
     HELP_TITLE = "board"
     HELP_STATUSES = True
     AUTO_FOCUS = "BoardView"
@@ -295,14 +297,8 @@ class BoardScreen(Screen[None]):
         self.app.push_screen(DetailScreen(uid))
 
     def action_login(self) -> None:
-        try:
-            from .login import LoginScreen
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.login":
-                raise
-            self.notify("The guided login is not installed here; use: claude-console login --user NAME",
-                        severity="warning")
-            return
+        from .login import LoginScreen   # read when first used: a faster start
+
         self.app.push_screen(LoginScreen(user_id=None), self._logged_in)
 
     def _logged_in(self, record: TokenRecord | None) -> None:

@@ -19,7 +19,7 @@ from ..ui.messages import reason
 from ..ui.styles import styles_path
 from ..widgets.board_view import ago
 from ..widgets.status_badge import MEANINGS, StatusBadge
-from .confirm import ConfirmScreen
+from .modals.confirm import ConfirmScreen
 
 
 class Loaded(Message):
@@ -253,14 +253,7 @@ class DetailScreen(Screen[None]):
                                          reload=False, close=True))
 
     def action_login(self) -> None:
-        try:
-            from .login import LoginScreen
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.login":
-                raise
-            self.notify(f"The guided login is not installed here; use: claude-console login --user "
-                        f"{self.user_id}", severity="warning")
-            return
+        from .login import LoginScreen   # read when first used: a faster start
 
         def done(record: TokenRecord | None) -> None:
             if record is not None:

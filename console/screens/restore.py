@@ -20,7 +20,8 @@ from ..backup import users_text
 from ..tokens import format_time
 from ..ui.messages import StageProgress, WorkFailed
 from ..ui.messages import reason as failure_reason
-from .confirm import ConfirmScreen
+from ..ui.styles import styles_path
+from .modals.confirm import ConfirmScreen
 
 OVERWRITE_CHOICES = [
     ("newer: replace stored tokens older than the backup's", "newer"),
@@ -40,6 +41,7 @@ def _when(ts: float | None) -> str:
 class RestoreScreen(Screen[None]):
     """Path and passphrase, the dry-run diff as a table, a confirmation, the result."""
 
+    CSS_PATH = styles_path("backup.tcss")   # the backup screen's sheet styles both
     HELP_TITLE = "restore"
     AUTO_FOCUS = "#restore-path"
     BINDINGS = [

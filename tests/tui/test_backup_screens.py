@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Input, Select
 from console.app import ConsoleApp
 from console.screens.backup import BackupScreen
 from console.screens.board import BoardScreen
-from console.screens.confirm import ConfirmScreen
+from console.screens.modals.confirm import ConfirmScreen
 from console.screens.restore import RestoreScreen
 from console.tokens import TokenRecord, format_time
 

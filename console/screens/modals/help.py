@@ -9,9 +9,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
-from ..tokens import Status
-from ..ui.styles import styles_path
-from ..widgets.status_badge import MEANINGS, status_label
+from ...tokens import Status
+from ...ui.styles import styles_path
+from ...widgets.status_badge import MEANINGS, status_label
 
 # Actions every screen has that say nothing useful in a key list.
 _SKIP = {"app.focus_next", "app.focus_previous", "focus_next", "focus_previous", "copy_text",
