@@ -7,9 +7,10 @@ from typing import Iterator
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-# Keys that move focus or open the palette itself: listing them would only be noise.
-_SKIP = {"focus_next", "focus_previous", "app.focus_next", "app.focus_previous", "command_palette",
-         "app.command_palette", "copy_text", "screen.copy_text"}
+from .keys import NOISE, listed_bindings
+
+# The palette itself is no command of the screen: listing it would only be noise.
+_SKIP = NOISE | {"command_palette", "app.command_palette"}
 
 
 class ScreenKeysProvider(Provider):
@@ -18,10 +19,8 @@ class ScreenKeysProvider(Provider):
     def _commands(self) -> Iterator[tuple[str, str, object]]:
         seen: set[tuple[int, str]] = set()
         app = self.app
-        for active in self.screen.active_bindings.values():
+        for active in listed_bindings(self.screen, _SKIP):
             binding = active.binding
-            if binding.action in _SKIP or not binding.description:
-                continue
             ident = (id(active.node), binding.action)
             if ident in seen:
                 continue

@@ -10,12 +10,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
 from ...tokens import Status
+from ...ui.keys import listed_bindings
 from ...ui.styles import styles_path
 from ...widgets.status_badge import MEANINGS, status_label
-
-# Actions every screen has that say nothing useful in a key list.
-_SKIP = {"app.focus_next", "app.focus_previous", "focus_next", "focus_previous", "copy_text",
-         "screen.copy_text"}
 
 
 def key_rows(screen: Screen) -> list[tuple[str, str]]:
@@ -26,10 +23,8 @@ def key_rows(screen: Screen) -> list[tuple[str, str]]:
     """
     app = screen.app
     rows: dict[tuple[int, str], tuple[int, list[str], str]] = {}
-    for active in screen.active_bindings.values():
+    for active in listed_bindings(screen):
         binding = active.binding
-        if binding.action in _SKIP or not binding.description:
-            continue
         rank = 0 if active.node is screen else 2 if active.node is app else 1
         _, keys, _ = rows.setdefault((id(active.node), binding.action),
                                      (rank, [], binding.tooltip or binding.description))
