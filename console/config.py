@@ -62,6 +62,7 @@ class Settings:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     memory_cache_ttl: float = 5.0
+    journal_path: str = ""                # the rescue journal; "" = beside the token file
     log_level: str = ""
 
     config_path: str | None = None
@@ -70,6 +71,14 @@ class Settings:
     @property
     def token_path(self) -> Path:
         return Path(os.path.expanduser(self.token_file))
+
+    @property
+    def journal_file(self) -> Path:
+        """Where rotated tokens land first (``console/journal.py``)."""
+        if self.journal_path:
+            return Path(os.path.expanduser(self.journal_path))
+        token = self.token_path
+        return token.parent / f"{token.stem}.d" / "rescue" / "journal"
 
     @property
     def database_enabled(self) -> bool:
@@ -134,6 +143,7 @@ _YAML_KEYS: dict[str, tuple[str, str]] = {
     "http_timeout": ("http_timeout", "seconds"),
     "max_retries": ("max_retries", "int"),
     "memory_cache_ttl": ("memory_cache_ttl", "seconds"),
+    "journal_path": ("journal_path", "str"),
     "backoff_base": ("backoff_base", "seconds"),
     "backoff_cap": ("backoff_cap", "seconds"),
 }
@@ -158,6 +168,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "LITELLM_MASTER_KEY": ("master_key", "str"),
     "CLAUDE_CONSOLE_USER": ("default_user", "str"),
     "CLAUDE_CONSOLE_ALLOW_FILE_FALLBACK": ("allow_file_fallback", "bool"),
+    "CLAUDE_CONSOLE_JOURNAL": ("journal_path", "str"),
     "LITELLM_LOG_LEVEL": ("log_level", "str"),
     "CLAUDE_OAUTH_MAX_RETRIES": ("max_retries", "int"),
     "CLAUDE_OAUTH_BACKOFF_BASE": ("backoff_base", "seconds"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -20,14 +21,26 @@ from typing import Any
 
 from . import oauth as oauth_mod
 from .config import Settings, load_settings
-from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn, OAuthError,
-                     StaleWrite, TransientOAuthError)
+from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn, NotYetStored, OAuthError,
+                     StaleWrite, StorageError, TransientOAuthError)
+from .journal import RescueJournal
 from .store import AuditEvent, Hierarchy, PendingLogin, TierHealth, build_store
 from .tokens import Status, TokenRecord, token_status
 
 log = logging.getLogger("console.service")
 
 TOUCH_INTERVAL = 60.0
+HOLD_TIMEOUT = 30.0   # aclose waits this long for a held token that no journal could take
+
+
+@dataclass
+class Held:
+    """A rotated record the store has not taken yet (kept here and, when it could, in the journal)."""
+
+    record: TokenRecord
+    base_version: int
+    slot: int | None
+    reason: str
 
 
 @dataclass
@@ -76,6 +89,14 @@ class AuthService:
         self._touched: dict[str, float] = {}
         self._background: set[asyncio.Task] = set()  # bookkeeping kept off the callers' path
         self._listeners: list = []  # callables (event, seconds) told of every audited action
+        self.journal = RescueJournal(self.settings.journal_file, getattr(self.store.primary, "keyring", None))
+        self._held: dict[str, Held] = {}             # rotated but not yet stored, by user
+        self._retrying: dict[str, asyncio.Task] = {}
+        self._recovered_at_start = False
+        self._journal_seen: tuple | None = None     # (stat key, users with pending entries)
+        self.rescue_window: float | None = None     # last answer-to-journal time (bench/bench_rescue.py)
+        # Test seam: seconds to wait between the journal write and the store write.
+        self._save_delay = float(os.environ.get("CLAUDE_CONSOLE_TEST_SAVE_DELAY") or 0)
         # A write on another replica evicts our memory entry (via the cache's invalidations).
         on_invalidate = getattr(self.store, "on_invalidate", None)
         if on_invalidate is not None:
@@ -101,6 +122,7 @@ class AuthService:
             await asyncio.gather(*list(self._background), return_exceptions=True)
         for task in list(self._inflight.values()):
             task.cancel()
+        await self._last_tries()
         if self._oauth is not None:
             await self._oauth.aclose()
         await self.store.close()
@@ -177,7 +199,14 @@ class AuthService:
     async def _valid_record(self, uid: str, auto_refresh: bool) -> TokenRecord:
         running = self._inflight.get(uid)
         if running is not None and auto_refresh:  # a refresh is under way: share it
-            return await asyncio.shield(running)
+            try:
+                return await asyncio.shield(running)
+            except NotYetStored as exc:  # the live token, held until the store takes it
+                return exc.record
+        await self._rescue(uid)
+        held = self._held.get(uid)
+        if held is not None and self.status_of(held.record) is Status.ACTIVE:
+            return held.record  # newer than anything stored: the store is behind
         record = await self._load_tokens(uid)
         if record is None:
             raise NotLoggedIn(f"user {uid!r} is not logged in", hint=login_hint(uid))
@@ -199,6 +228,8 @@ class AuthService:
                              hint=f"run: claude-console refresh --user {uid}")
         try:
             fresh = await self._refresh_single_flight(uid, record, force=False)
+        except NotYetStored as exc:
+            fresh = exc.record
         except (TransientOAuthError, StaleWrite):
             if status is Status.EXPIRING:  # still valid for a while: serve it, retry next time
                 return record
@@ -232,6 +263,7 @@ class AuthService:
     async def refresh(self, user_id: str | None = None, *, force: bool = True) -> TokenRecord:
         """Refresh now (``force``) or only if needed; shares any refresh already running."""
         uid = self.user(user_id)
+        await self._rescue(uid)
         record = await self._load_fresh(uid)  # not the cache: a forced refresh must see the newest
         if record is None:
             raise NotLoggedIn(f"user {uid!r} is not logged in", hint=login_hint(uid))
@@ -273,6 +305,7 @@ class AuthService:
                                  hint=login_hint(uid))
             if not current.refresh_token:
                 raise NeedsLogin(f"user {uid!r} has no refresh token", hint=login_hint(uid))
+            current = await self._land_before_spending(uid, current)
             asked = time.monotonic()
             try:
                 answer = await self.oauth.refresh(current.refresh_token)
@@ -281,6 +314,7 @@ class AuthService:
             except OAuthError as exc:
                 await self._refresh_failed(uid, current, exc)
                 raise
+            answered = time.monotonic()
             fresh = current.evolve(
                 access_token=answer.access_token,
                 refresh_token=answer.refresh_token or current.refresh_token,
@@ -293,8 +327,22 @@ class AuthService:
                 refresh_count=current.refresh_count + 1,
                 last_refresh_at=now, last_refresh_error=None, refresh_failures=0, needs_login=False,
             )
-            # The old refresh token is dead now: store the new one before anything else.
-            saved = await self._save_tokens(uid, fresh, expected_version=current.version)
+            # The old refresh token is dead now: the new one goes to the rescue journal before
+            # anything else, then to the store; only then is the journal entry done.
+            slot, journal_error = self._journal_append(fresh, current.version)
+            self.rescue_window = time.monotonic() - answered
+            if self._save_delay:
+                await asyncio.sleep(self._save_delay)
+            try:
+                saved = await self._save_tokens(uid, fresh, expected_version=current.version)
+            except StaleWrite:
+                if slot is not None:
+                    self.journal.mark_done(slot)
+                raise
+            except StorageError as exc:
+                raise self._hold(fresh, current.version, slot, exc, journal_error) from None
+            if slot is not None:
+                self.journal.mark_done(slot)
         self._remember(saved)
         self._later(self._audit("refresh", uid, True, f"expires in {int(saved.expires_at - time.time())}s",
                                 seconds=time.monotonic() - asked))
@@ -330,6 +378,177 @@ class AuthService:
             except (StaleWrite, ConsoleError) as write_exc:
                 log.debug("failure note for %s not stored: %s", uid, write_exc)
         await self._audit("refresh_failed", uid, False, str(exc))
+
+    # -- rotated but not yet stored: the rescue journal, holding, landing ----------------
+
+    def _journal_append(self, record: TokenRecord, base_version: int) -> tuple[int | None, str | None]:
+        """Write the rotated record to the rescue journal; ``(slot, None)`` or ``(None, why not)``."""
+        try:
+            return self.journal.append(record, base_version), None
+        except StorageError as exc:
+            log.error("user %s: the rescue journal did not take the new token (%s); it is held in "
+                      "memory until the store takes it", record.user_id, exc.message)
+            return None, exc.message
+
+    def _hold(self, record: TokenRecord, base_version: int, slot: int | None, exc: StorageError,
+              journal_error: str | None = None) -> NotYetStored:
+        """Keep a rotated record the store refused, retry it in the background, and say so."""
+        uid = record.user_id
+        self._held[uid] = Held(record, base_version, slot, exc.message)
+        self._retry_later(uid)
+        where = f"in the rescue journal {self.journal.path} and in memory" if slot is not None else \
+            f"in this process's memory only (the rescue journal failed too: {journal_error})"
+        log.warning("user %s's new token is held locally, not yet stored: %s", uid, exc.message)
+        self._later(self._audit("refresh", uid, True, f"held locally, not yet stored: {exc.message}"))
+        return NotYetStored(f"user {uid!r}'s new token is held locally, not yet stored ({exc.message})",
+                            hint=f"it is kept {where} and written as soon as the store takes it; "
+                                 "nobody needs to log in again", record=record)
+
+    def held_users(self) -> dict[str, str]:
+        """Users whose rotated token is held locally, not yet stored: ``{user: why}``. Counts this
+        process's held tokens and any other process's unfinished journal entries."""
+        out = {uid: held.reason for uid, held in self._held.items()}
+        for entry in self.journal.pending():
+            out.setdefault(entry.user_id, "an unfinished rescue journal entry")
+        return out
+
+    def _retry_later(self, uid: str) -> None:
+        task = self._retrying.get(uid)
+        if task is None or task.done():
+            self._retrying[uid] = asyncio.ensure_future(self._keep_trying(uid))
+
+    async def _keep_trying(self, uid: str) -> None:
+        delay = max(0.05, self.settings.backoff_base)
+        while uid in self._held:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max(self.settings.backoff_cap, 1.0))
+            held = self._held.get(uid)
+            if held is None:
+                return
+            try:
+                await self._land(held.record, held.base_version, held.slot)
+            except ConsoleError as exc:
+                held.reason = exc.message
+                log.info("user %s: the held token is still not stored (%s); retrying in %.1fs",
+                         uid, exc.message, delay)
+
+    async def _land(self, record: TokenRecord, base: int, slot: int | None, *, locked: bool = False) -> str:
+        """Write a rotated record the store missed, as a compare-and-swap on the version it was
+        based on: ``recovered``; or find it landed already, or superseded by a newer write
+        (a login, a logout): ``landed`` / ``superseded``. Store errors propagate."""
+        uid = record.user_id
+        if not locked:
+            async with self.store.locked(uid):
+                return await self._land(record, base, slot, locked=True)
+        stored = await self.store.get_fresh(uid)
+        stored_version = stored.version if stored is not None and stored.source != "env" else 0
+        if stored is not None and stored.refresh_token == record.refresh_token:
+            outcome = "landed"
+        elif stored_version != base or (stored is not None and stored.refresh_count >= record.refresh_count
+                                        and stored_version):
+            outcome = "superseded"
+        else:
+            saved = await self.store.put(record, expected_version=base)
+            self.forget(uid)
+            self._remember(saved)
+            outcome = "recovered"
+        if slot is not None:
+            self.journal.mark_done(slot)
+        held = self._held.get(uid)
+        if held is not None and held.record.refresh_token == record.refresh_token:
+            del self._held[uid]
+        if outcome == "recovered":
+            await self._audit("recovery", uid, True,
+                              f"rotated token written back from the rescue journal (version {base} -> {base + 1})")
+        elif outcome == "superseded":
+            log.info("user %s: a held token was superseded by a newer write; dropped", uid)
+        return outcome
+
+    async def recover(self) -> int:
+        """Write back every unfinished rescue journal entry newer than the stored record (run at
+        start); returns how many were recovered. A store that is down leaves them for later."""
+        self._recovered_at_start = True
+        recovered = 0
+        for entry in self.journal.pending():
+            if entry.user_id in self._held:
+                continue  # ours: the retry loop has it
+            try:
+                recovered += await self._land(entry.record, entry.base_version, entry.slot) == "recovered"
+            except ConsoleError as exc:
+                log.warning("user %s's new token is held locally, not yet stored: %s", entry.user_id, exc.message)
+                self._held.setdefault(entry.user_id, Held(entry.record, entry.base_version, entry.slot, exc.message))
+                self._retry_later(entry.user_id)
+        return recovered
+
+    async def _rescue(self, uid: str) -> None:
+        """Before reading a user: land an unfinished journal entry for them (cheap when none:
+        one ``stat`` of the journal)."""
+        if not self._recovered_at_start:
+            await self.recover()
+            return
+        try:
+            st = os.stat(self.journal.path)
+        except OSError:
+            return
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._journal_seen is None or self._journal_seen[0] != key:
+            self._journal_seen = (key, {e.user_id for e in self.journal.pending()})
+        if uid not in self._journal_seen[1] or uid in self._held:
+            return
+        for entry in self.journal.pending(uid):
+            try:
+                await self._land(entry.record, entry.base_version, entry.slot)
+            except ConsoleError as exc:
+                log.warning("user %s's new token is held locally, not yet stored: %s", uid, exc.message)
+                self._held.setdefault(uid, Held(entry.record, entry.base_version, entry.slot, exc.message))
+                self._retry_later(uid)
+        self._journal_seen = None
+
+    async def _land_before_spending(self, uid: str, current: TokenRecord) -> TokenRecord:
+        """Inside the refresh lock: a held or journalled rotation of ``current`` must land before
+        its (dead) refresh token could be spent; if the store still refuses it, stop here."""
+        entries = [(h.record, h.base_version, h.slot) for h in [self._held.get(uid)] if h is not None]
+        entries += [(e.record, e.base_version, e.slot) for e in self.journal.pending(uid)]
+        base_now = current.version if current.source != "env" else 0
+        for record, base, slot in entries:
+            try:
+                outcome = await self._land(record, base, slot, locked=True)
+            except StorageError as exc:
+                if base != base_now:
+                    continue
+                raise NotYetStored(f"user {uid!r}'s new token is held locally, not yet stored ({exc.message})",
+                                   hint="it is written as soon as the store takes it", record=record) from None
+            if outcome == "recovered":
+                current = await self._load_fresh(uid) or current
+                base_now = current.version
+        return current
+
+    async def _last_tries(self) -> None:
+        """At shutdown: a held token in the journal is safe (the next start writes it back); one
+        only in memory is retried for up to ``HOLD_TIMEOUT`` seconds before we give up, loudly."""
+        for task in self._retrying.values():
+            task.cancel()
+        deadline = time.monotonic() + HOLD_TIMEOUT
+        delay = 0.1
+        while any(h.slot is None for h in self._held.values()):
+            for uid, held in list(self._held.items()):
+                if held.slot is None:
+                    try:
+                        await self._land(held.record, held.base_version, None)
+                    except ConsoleError as exc:
+                        held.reason = exc.message
+            if not any(h.slot is None for h in self._held.values()) or time.monotonic() >= deadline:
+                break
+            log.error("not exiting yet: %d new tokens are held in memory only, not yet stored; "
+                      "retrying until %.0fs have passed", sum(h.slot is None for h in self._held.values()),
+                      HOLD_TIMEOUT)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        for uid, held in self._held.items():
+            if held.slot is None:
+                log.error("user %s's new token could not be stored nor journalled (%s); it is lost "
+                          "with this process: that user must log in again", uid, held.reason)
+        self.journal.close()
 
     # -- login -------------------------------------------------------------------------
 
