@@ -76,6 +76,7 @@ class RescueJournal:
         self._fd: int | None = None
         self._map: mmap.mmap | None = None
         self._cursor = 0
+        self.written_at = 0.0   # monotonic time the last entry reached the page cache
 
     # -- opening: made once, full size, before it is ever needed ------------------------
 
@@ -148,9 +149,10 @@ class RescueJournal:
             try:
                 slot = self._free_slot()
                 os.pwrite(fd, head + payload, slot * SLOT_SIZE)
+                self.written_at = time.monotonic()  # a kill -9 can no longer lose it (page cache)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-            os.fdatasync(fd)
+            os.fdatasync(fd)                          # nor a crash of the machine
         except OSError as exc:
             raise StorageError(f"cannot write the rescue journal {self.path}: {exc.strerror}") from None
         return slot

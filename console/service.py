@@ -94,7 +94,7 @@ class AuthService:
         self._retrying: dict[str, asyncio.Task] = {}
         self._recovered_at_start = False
         self._journal_seen: tuple | None = None     # (stat key, users with pending entries)
-        self.rescue_window: float | None = None     # last answer-to-journal time (bench/bench_rescue.py)
+        self.rescue_window: tuple[float, float] | None = None  # last answer-to-journal times (seconds)
         # Test seam: seconds to wait between the journal write and the store write.
         self._save_delay = float(os.environ.get("CLAUDE_CONSOLE_TEST_SAVE_DELAY") or 0)
         # A write on another replica evicts our memory entry (via the cache's invalidations).
@@ -170,7 +170,9 @@ class AuthService:
     # -- reading -----------------------------------------------------------------------
 
     async def get_record(self, user_id: str | None = None) -> TokenRecord | None:
-        return await self._load_tokens(self.user(user_id))
+        uid = self.user(user_id)
+        await self._rescue(uid)
+        return await self._load_tokens(uid)
 
     async def cached_record(self, user_id: str | None = None) -> TokenRecord | None:
         """Like ``get_record``, but served from the memory cache while it is fresh
@@ -179,6 +181,7 @@ class AuthService:
         hit = self._memory_hit(uid)
         if hit is not None:
             return hit
+        await self._rescue(uid)
         record = await self._load_tokens(uid)
         if record is not None and self.status_of(record) is Status.ACTIVE:
             self._remember(record)
@@ -264,7 +267,15 @@ class AuthService:
         """Refresh now (``force``) or only if needed; shares any refresh already running."""
         uid = self.user(user_id)
         await self._rescue(uid)
-        record = await self._load_fresh(uid)  # not the cache: a forced refresh must see the newest
+        try:
+            record = await self._load_fresh(uid)  # not the cache: a forced refresh must see the newest
+        except StorageError as exc:
+            held = self._held.get(uid)
+            if held is None:
+                raise
+            raise NotYetStored(f"user {uid!r}'s new token is held locally, not yet stored ({exc.message})",
+                               hint="it is written as soon as the store takes it; nothing was refreshed",
+                               record=held.record) from None
         if record is None:
             raise NotLoggedIn(f"user {uid!r} is not logged in", hint=login_hint(uid))
         return await self._refresh_single_flight(uid, record, force=force)
@@ -330,7 +341,8 @@ class AuthService:
             # The old refresh token is dead now: the new one goes to the rescue journal before
             # anything else, then to the store; only then is the journal entry done.
             slot, journal_error = self._journal_append(fresh, current.version)
-            self.rescue_window = time.monotonic() - answered
+            if slot is not None:  # (kill -9 window, crash window): bench/bench_rescue.py
+                self.rescue_window = (self.journal.written_at - answered, time.monotonic() - answered)
             if self._save_delay:
                 await asyncio.sleep(self._save_delay)
             try:
@@ -661,7 +673,23 @@ class AuthService:
             out.append(TierHealth("key", "up", f"key id {keyring.primary_id}{more}"))
         else:
             out.append(TierHealth("key", "not configured", "tokens at rest are not encrypted"))
+        out.append(self.journal_health())
         return out
+
+    def journal_health(self) -> TierHealth:
+        """The rescue journal as a tier line: ``held`` while a rotated token is not yet stored."""
+        held = self.held_users()
+        if held:
+            names = ", ".join(sorted(held)[:5]) + (", …" if len(held) > 5 else "")
+            return TierHealth("journal", "held", f"{len(held)} users' new tokens are held locally, not yet "
+                              f"stored ({names}); they are written when the store takes them", writable=True)
+        try:
+            self.journal.open()
+        except ConsoleError as exc:
+            return TierHealth("journal", "down", f"{exc.message}; rotated tokens would be held in memory only",
+                              writable=True)
+        return TierHealth("journal", "up", f"{self.journal.path} ({self.journal.slots} slots, none held)",
+                          writable=True)
 
     # -- the shared database: migrations, key rotation, background refresh ---------------
 
@@ -798,6 +826,7 @@ class AuthService:
             "last_used": record.last_used,
             "refresh_count": record.refresh_count,
             "last_refresh_error": record.last_refresh_error,
+            "held_locally": record.user_id in self.held_users(),
         }
 
     # -- using the token ---------------------------------------------------------------

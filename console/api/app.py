@@ -197,7 +197,7 @@ class _Api:
         tiers = await self._tier_health()
         primary = self.service.store.primary.name
         primary_up = any(t.name == primary and t.state == "up" for t in tiers)
-        any_down = any(t.state == "down" for t in tiers)
+        any_down = any(t.state in ("down", "held") for t in tiers)
         trusted = self.master_key is None or key_matches(presented_key(request.scope["headers"]),
                                                          self.master_key)
         shown = [t.to_dict() if trusted else {"name": t.name, "state": t.state} for t in tiers]

@@ -119,6 +119,9 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"  will refresh on next use, or now with: claude-console refresh --user {uid}")
     if report.get("last_refresh_error"):
         lines.append(f"  last refresh error: {report['last_refresh_error']}")
+    if report.get("held_locally"):
+        lines.append(f"  user {uid}'s new token is held locally, not yet stored: it is written when the "
+                     "store takes it (claude-console health shows the store)")
     return lines
 
 
@@ -134,7 +137,7 @@ def cmd_status(args) -> int:
             else:
                 for report in reports:
                     out("\n".join(_status_lines(report)))
-            return 0 if reports and all(r["usable"] for r in reports) else 1
+            return 0 if reports and all(r["usable"] and not r.get("held_locally") for r in reports) else 1
         uid = service.user(args.user)
         record = await service.get_record(uid)
         if record is None and service.store.warnings:
@@ -147,7 +150,7 @@ def cmd_status(args) -> int:
             emit_json(report)
         else:
             out("\n".join(_status_lines(report)))
-        return 0 if report.get("usable") else 1
+        return 0 if report.get("usable") and not report.get("held_locally") else 1
 
     return run(args, body)
 

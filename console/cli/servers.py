@@ -49,7 +49,8 @@ def cmd_health(args) -> int:
             for h in health:
                 out(f"{h.name:<9} {h.state:<15} {h.detail}")
         primary = service.store.primary.name  # only the tier that holds the writes decides
-        return 3 if any(h.state == "down" and h.name == primary for h in health) else 0
+        held = any(h.state == "held" for h in health)  # a rotated token not yet stored
+        return 3 if held or any(h.state == "down" and h.name == primary for h in health) else 0
 
     return run(args, body)
 
