@@ -273,7 +273,7 @@ class AuthService:
             held = self._held.get(uid)
             if held is None:
                 raise
-            raise NotYetStored(f"user {uid!r}'s new token is held locally, not yet stored ({exc.message})",
+            raise NotYetStored(f"user {uid}'s new token is held locally, not yet stored ({exc.message})",
                                hint="it is written as soon as the store takes it; nothing was refreshed",
                                record=held.record) from None
         if record is None:
@@ -403,16 +403,17 @@ class AuthService:
             return None, exc.message
 
     def _hold(self, record: TokenRecord, base_version: int, slot: int | None, exc: StorageError,
-              journal_error: str | None = None) -> NotYetStored:
+              journal_error: str | None = None, action: str = "refresh") -> NotYetStored:
         """Keep a rotated record the store refused, retry it in the background, and say so."""
         uid = record.user_id
         self._held[uid] = Held(record, base_version, slot, exc.message)
+        self._remember(record)  # the live token: served while the store is behind
         self._retry_later(uid)
         where = f"in the rescue journal {self.journal.path} and in memory" if slot is not None else \
             f"in this process's memory only (the rescue journal failed too: {journal_error})"
         log.warning("user %s's new token is held locally, not yet stored: %s", uid, exc.message)
-        self._later(self._audit("refresh", uid, True, f"held locally, not yet stored: {exc.message}"))
-        return NotYetStored(f"user {uid!r}'s new token is held locally, not yet stored ({exc.message})",
+        self._later(self._audit(action, uid, True, f"held locally, not yet stored: {exc.message}"))
+        return NotYetStored(f"user {uid}'s new token is held locally, not yet stored ({exc.message})",
                             hint=f"it is kept {where} and written as soon as the store takes it; "
                                  "nobody needs to log in again", record=record)
 
@@ -528,7 +529,7 @@ class AuthService:
             except StorageError as exc:
                 if base != base_now:
                     continue
-                raise NotYetStored(f"user {uid!r}'s new token is held locally, not yet stored ({exc.message})",
+                raise NotYetStored(f"user {uid}'s new token is held locally, not yet stored ({exc.message})",
                                    hint="it is written as soon as the store takes it", record=record) from None
             if outcome == "recovered":
                 current = await self._load_fresh(uid) or current
@@ -632,7 +633,16 @@ class AuthService:
                 refresh_count=existing.refresh_count if existing else 0,
                 version=existing.version if existing and existing.source != "env" else 0,
             )
-            saved = await self._save_tokens(uid, record)
+            # The code is spent: these tokens exist nowhere else. Journal first, as a refresh does.
+            slot, journal_error = self._journal_append(record, record.version)
+            try:
+                saved = await self._save_tokens(uid, record)
+            except StaleWrite:
+                raise
+            except StorageError as exc:
+                raise self._hold(record, record.version, slot, exc, journal_error, action="login") from None
+            if slot is not None:
+                self.journal.mark_done(slot)
         self._remember(saved)
         await self._audit("login", uid, True, f"account {saved.account_email or '?'}")
         return saved

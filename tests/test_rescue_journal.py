@@ -138,7 +138,9 @@ async def test_kill_9_around_the_save_file_tier_loses_nothing(console_env, emula
     print("file tier kill scan:", counts)
     assert counts["lost_after_journal"] == 0, counts
     assert counts["recovered"] >= 3, f"the kills missed the save window; the test proved nothing: {counts}"
-    assert emulator.stats()["family_revocations"] == 0
+    # a kill before the journal write (the answer still on its way, bench/bench_rescue.py) is the
+    # window that is left: only those users may be lost
+    assert emulator.stats()["family_revocations"] == counts["lost"] - counts["lost_after_journal"]
 
 
 @pytest.mark.e2e

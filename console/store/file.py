@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -20,8 +21,10 @@ from ..crypto import Keyring, is_encrypted
 from ..errors import CryptoError, NoKeyConfigured, StaleWrite, StorageCorrupt, StorageError
 from ..tokens import HIDDEN, TokenRecord, parse_expires_at
 from .base import AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN
-from .fsutil import (async_file_lock, atomic_write, check_private_file, ensure_private_dir,
+from .fsutil import (FULL, async_file_lock, atomic_write, check_private_file, ensure_private_dir,
                      file_lock, sweep_temp_files)
+
+log = logging.getLogger("console.store.file")
 
 FORMAT = "claude-console/1"
 _SECRET_FIELDS = ("access_token", "refresh_token")
@@ -341,14 +344,26 @@ class FileTier(Tier):
 
     # -- audit -------------------------------------------------------------------------
 
+    audit_lost = 0  # audit lines a full (or read-only) disk refused: counted, never fatal
+
+    def _audit_refused(self, count: int, exc: OSError) -> None:
+        self.audit_lost += count
+        log.warning("audit log %s: %d lines not written (%s); %d lost so far", self.audit_path, count,
+                    exc.strerror, self.audit_lost)
+
     async def append_audit(self, event: AuditEvent) -> None:
         ensure_private_dir(self.audit_path.parent)
         line = (json.dumps(event.to_dict(), sort_keys=True) + "\n").encode()
-        fd = os.open(self.audit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, line)  # one write of a short line with O_APPEND: not interleaved
-        finally:
-            os.close(fd)
+            fd = os.open(self.audit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line)  # one write of a short line with O_APPEND: not interleaved
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if exc.errno not in FULL:
+                raise
+            self._audit_refused(1, exc)
 
     async def append_audit_many(self, events: list[AuditEvent]) -> None:
         """Many events (a restore's) in one append."""
@@ -356,13 +371,18 @@ class FileTier(Tier):
             return
         ensure_private_dir(self.audit_path.parent)
         data = "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in events).encode()
-        fd = os.open(self.audit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+            fd = os.open(self.audit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if exc.errno not in FULL:
+                raise
+            self._audit_refused(len(events), exc)
 
     async def audit_trail(self, user_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
         try:
