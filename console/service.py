@@ -317,6 +317,10 @@ class AuthService:
             if not current.refresh_token:
                 raise NeedsLogin(f"user {uid!r} has no refresh token", hint=login_hint(uid))
             current = await self._land_before_spending(uid, current)
+            # Lock before spending: every lock the save needs is taken now, or nothing is spent.
+            lock_row = getattr(self.store.primary, "lock_row", None)
+            if lock_row is not None and current.source == self.store.primary.name:
+                await lock_row(uid)
             asked = time.monotonic()
             try:
                 answer = await self.oauth.refresh(current.refresh_token)

@@ -657,6 +657,24 @@ class PostgresTier(Tier):
             _HELD.reset(token)
             await self._finish_lock(pool, held)
 
+    row_lock_timeout = 5.0  # seconds a refresh waits for its row before giving up, unspent
+
+    async def lock_row(self, user_id: str) -> None:
+        """Inside ``locked(user)``, before a refresh spends the token: take the row lock too, so
+        the save after the provider's answer never waits for anyone (a restore, an admin's
+        ``SELECT ... FOR UPDATE``). Raises ``StorageError`` if the row stays locked."""
+        held = self._held(user_id)
+        if held is None:
+            return
+        _, x = _errors()
+        try:
+            await held.conn.execute(f"SET LOCAL lock_timeout = {int(self.row_lock_timeout * 1000)}")
+            await held.conn.fetchval(f"SELECT 1 FROM {TOKENS} WHERE user_id = $1 FOR UPDATE", user_id)
+        except x.LockNotAvailableError:
+            raise StorageError(f"user {user_id!r}'s row is locked by another session (a restore, a key "
+                               f"rotation or an open SELECT ... FOR UPDATE) for over {self.row_lock_timeout:g}s; "
+                               "nothing was refreshed", hint="retry when that session ends") from None
+
     async def _finish_lock(self, pool, held: _Held) -> None:
         """Commit, even after an error: what was written inside (a failure note) must stay."""
         try:
