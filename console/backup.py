@@ -394,7 +394,7 @@ async def _read_rows(service: "AuthService", users: list[str] | None) -> tuple[d
     wanted = set(users) if users else None
     columns: dict[str, list] = {name: [] for name in PAYLOAD_FIELDS}
     seen: set[str] = set()
-    export = getattr(primary, "export_rows", None)
+    export = primary.export_rows if primary.CAN_EXPORT_ROWS else None
     if export is not None:  # PostgreSQL: one query, rows as columns, no TokenRecord per row
         with _bulk():
             names, rows = await export(sorted(wanted) if wanted else None)
@@ -463,15 +463,15 @@ async def backup(service: "AuthService", path: str | Path, passphrase: str | Non
 async def _backup_sql(service: "AuthService", target: Path, users: list[str] | None,
                       progress: Progress, started: float) -> BackupSummary:
     primary = service.store.primary
-    dump = getattr(primary, "dump_table", None)
-    if primary.name != "postgres" or dump is None:
+    dump = primary.dump_table
+    if not primary.CAN_DUMP_TABLE:
         raise UsageError("--format sql needs the PostgreSQL store, and this console stores tokens in the "
                          f"{primary.name} tier", hint="set DATABASE_URL, or make a portable backup "
                                                       "(without --format sql)")
     progress("read", 0, 0)
     columns, data, count = await dump(users=sorted(set(users)) if users else None,
                                       exclude=("refresh_claimed_until", "refresh_claimed_by"))
-    key_ids = getattr(primary.keyring, "key_ids", [])
+    key_ids = primary.keyring.key_ids
     text = sql_script(columns, data, count, key_ids)
     await asyncio.to_thread(_write_private, target, text)
     progress("read", count, count)
@@ -628,7 +628,7 @@ async def plan_restore(service: "AuthService", contents: BackupContents, *, user
     if overwrite not in OVERWRITE_MODES:
         raise UsageError(f"--overwrite {overwrite!r} is not one of {', '.join(OVERWRITE_MODES)}")
     primary = service.store.primary
-    if not hasattr(primary, "put_many"):
+    if not primary.CAN_PUT_MANY:
         raise StorageError(f"the {primary.name} tier cannot take a restore", hint="use the file or PostgreSQL store")
     chosen = contents.records
     missing: list[str] = []
@@ -673,7 +673,7 @@ async def apply_restore(service: "AuthService", plan: RestorePlan, *, batch_size
     todo = plan.to_write
     result = RestoreResult(kept=sum(1 for c in plan.changes if c.action == "keep"),
                            unchanged=sum(1 for c in plan.changes if c.action == "none"))
-    one_file = store.primary.name == "file"   # one rewrite of the whole file is its cheapest batch
+    one_file = store.primary.REWRITES_WHOLE   # one rewrite of the whole file is its cheapest batch
     size = batch_size or (len(todo) or 1 if one_file else BATCH)
     where = Path(plan.path).name
     done = 0

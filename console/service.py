@@ -77,9 +77,7 @@ class AuthService:
         self._background: set[asyncio.Task] = set()  # bookkeeping kept off the callers' path
         self._listeners: list = []  # callables (event, seconds) told of every audited action
         # A write on another replica evicts our memory entry (via the cache's invalidations).
-        on_invalidate = getattr(self.store, "on_invalidate", None)
-        if on_invalidate is not None:
-            on_invalidate(self.forget)
+        self.store.on_invalidate(self.forget)
 
     @property
     def oauth(self) -> "oauth_mod.OAuthClient":
@@ -436,7 +434,7 @@ class AuthService:
 
     async def health(self) -> list[TierHealth]:
         out = await self.store.health()
-        keyring = getattr(self.store.primary, "keyring", None)
+        keyring = self.store.primary.keyring
         if keyring is not None and keyring.enabled:
             more = f" (+{len(keyring.keys) - 1} older)" if len(keyring.keys) > 1 else ""
             out.append(TierHealth("key", "up", f"key id {keyring.primary_id}{more}"))
@@ -444,10 +442,14 @@ class AuthService:
             out.append(TierHealth("key", "not configured", "tokens at rest are not encrypted"))
         return out
 
+    def primary_up(self, health: list[TierHealth]) -> bool:
+        """Whether ``health`` says the tier that holds the writes is up (the store is usable)."""
+        return self.store.primary_up(health)
+
     # -- the shared database: migrations, key rotation, background refresh ---------------
 
     def _database(self, verb: str):
-        tier = self.store.tier("postgres")
+        tier = next((t for t in self.store.tiers if t.CAN_MIGRATE), None)
         if tier is None:
             from .errors import UsageError
 
@@ -467,15 +469,8 @@ class AuthService:
                 self.forget(uid)
             await self.store.cache_drop_many(user_ids)  # a cache that is down is skipped there
 
-        file_tier = self.store.primary if self.store.primary.name == "file" else None
-        if file_tier is not None:  # the file store: one atomic rewrite
-            report = await file_tier.rotate_keys()
-            await rotated([r.user_id for r in await file_tier.list()])
-        else:
-            from .store.pgadmin import rotate_keys
-
-            report = await rotate_keys(self._database("rotate-key"), batch=batch, progress=progress,
-                                       on_batch=rotated)
+        tier = self.store.primary if self.store.primary.CAN_ROTATE_KEYS else self._database("rotate-key")
+        report = await tier.rotate_keys(batch=batch, progress=progress, on_batch=rotated)
         await self._audit("rotate_key", "*", report.complete,
                           f"{report.rotated} rows re-encrypted to key id {report.key_id}")
         return report
@@ -484,22 +479,10 @@ class AuthService:
                                   owner: str, backoff_base: float, backoff_cap: float) -> list[tuple[str, int]]:
         """``(user, version)`` pairs due for a background refresh: expiring within ``window``,
         or not refreshed for ``keepalive`` seconds, and not backing off after a failure. The
-        database claims them for ``lease`` seconds so other replicas skip them; other stores
-        are judged from a listing that decrypts nothing."""
-        claim = getattr(self.store.primary, "claim_due", None)
-        if claim is not None:
-            return await claim(limit=limit, window=window, keepalive=keepalive, lease=lease, owner=owner,
-                               backoff_base=backoff_base, backoff_cap=backoff_cap)
-        now, due = time.time(), []
-        for r in await self.store.list():
-            if r.source == "env" or r.needs_login or not r.refresh_token:
-                continue
-            if r.refresh_failures and r.last_refresh_error_at and now < r.last_refresh_error_at + min(
-                    backoff_cap, backoff_base * 2 ** min(r.refresh_failures - 1, 30)):
-                continue
-            if r.expires_at <= now + window or (r.last_refresh_at or r.created_at) <= now - keepalive:
-                due.append((r.expires_at, r.user_id, r.version))
-        return [(uid, version) for _, uid, version in sorted(due)[:limit]]
+        database claims them for ``lease`` seconds so other replicas skip them. The rule is
+        ``store/refresh_rule.py``; the primary tier applies it."""
+        return await self.store.claim_due(limit=limit, window=window, keepalive=keepalive, lease=lease,
+                                          owner=owner, backoff_base=backoff_base, backoff_cap=backoff_cap)
 
     async def refresh_claimed(self, user_id: str, version: int) -> TokenRecord:
         """Refresh a user claimed at ``version``, unless the stored tokens changed since (another

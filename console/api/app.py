@@ -196,7 +196,7 @@ class _Api:
             return JSONResponse({"status": "alive"})
         tiers = await self._tier_health()
         primary = self.service.store.primary.name
-        primary_up = any(t.name == primary and t.state == "up" for t in tiers)
+        primary_up = self.service.primary_up(tiers)
         any_down = any(t.state == "down" for t in tiers)
         trusted = self.master_key is None or key_matches(presented_key(request.scope["headers"]),
                                                          self.master_key)

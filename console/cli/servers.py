@@ -48,8 +48,7 @@ def cmd_health(args) -> int:
         else:
             for h in health:
                 out(f"{h.name:<9} {h.state:<15} {h.detail}")
-        primary = service.store.primary.name  # only the tier that holds the writes decides
-        return 3 if any(h.state == "down" and h.name == primary for h in health) else 0
+        return 0 if service.primary_up(health) else 3  # only the tier that holds the writes decides
 
     return run(args, body)
 

@@ -18,7 +18,7 @@ from console.errors import CryptoError, StaleWrite, StorageError, TierUnavailabl
 from console.store.base import AuditEvent, PendingLogin
 from console.store.file import FileTier
 from console.store.hierarchy import Hierarchy
-from console.store.postgres import (_FIELDS, MIGRATIONS, TOKENS, PostgresTier, _connect_options,
+from console.store.postgres import (FIELDS, MIGRATIONS, TOKENS, PostgresTier, connect_options,
                                     apply_migrations, lock_key, migrations)
 from console.tokens import HIDDEN, TokenRecord
 
@@ -459,7 +459,7 @@ async def test_health_counts_rows_under_older_keys(pg_dsn, key):
 
 def test_rows_fill_every_record_field():
     # records are built without __init__ (100 000 at a time): every field must come from the row
-    assert set(_FIELDS) | {"source"} == {f.name for f in dataclasses.fields(TokenRecord)}
+    assert set(FIELDS) | {"source"} == {f.name for f in dataclasses.fields(TokenRecord)}
 
 
 async def test_a_failing_migration_is_one_line_and_changes_nothing(pg_dsn, key):
@@ -479,9 +479,9 @@ async def test_a_failing_migration_is_one_line_and_changes_nothing(pg_dsn, key):
 
 
 def test_pgbouncer_flag_turns_off_the_statement_cache():
-    dsn, options = _connect_options("postgresql://u:p@h:6432/db?pgbouncer=true&sslmode=disable")
+    dsn, options = connect_options("postgresql://u:p@h:6432/db?pgbouncer=true&sslmode=disable")
     assert dsn == "postgresql://u:p@h:6432/db?sslmode=disable" and options == {"statement_cache_size": 0}
-    assert _connect_options("postgresql://h/db") == ("postgresql://h/db", {})
+    assert connect_options("postgresql://h/db") == ("postgresql://h/db", {})
 
 
 def test_importing_the_tier_does_not_import_asyncpg():
