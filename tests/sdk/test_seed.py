@@ -5,7 +5,7 @@ import time
 import pytest
 
 import console
-from console import seed
+from console.sdk import seed
 
 
 @pytest.fixture(autouse=True)
