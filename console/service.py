@@ -16,7 +16,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from . import oauth as oauth_mod
 from .config import Settings, load_settings
@@ -58,10 +58,18 @@ def _start_task(coro) -> asyncio.Task:
     return asyncio.ensure_future(coro)
 
 
+class Clock(Protocol):
+    """The service's clock: wall time for token expiry, pending logins and the audit; monotonic
+    time for the memory cache. A test passes its own and moves it forward instead of sleeping
+    (as the emulator's ``clock`` and the TUI's do)."""
+
+    def now(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
 class SystemClock:
-    """The service's clock: wall time for token expiry and the audit, monotonic time for the
-    memory cache. A test passes its own object with the same two methods and moves it forward
-    instead of sleeping (as the emulator's ``clock`` and the TUI's do)."""
+    """The real clock (the default)."""
 
     @staticmethod
     def now() -> float:
@@ -81,7 +89,7 @@ class AuthService:
 
     def __init__(self, settings: Settings | None = None, store: Hierarchy | None = None,
                  oauth: "oauth_mod.OAuthClient | None" = None, *, face: str = "sdk",
-                 clock: SystemClock | None = None) -> None:
+                 clock: Clock | None = None) -> None:
         self.settings = settings or load_settings()
         self.clock = clock or SystemClock()
         self.store = store if store is not None else build_store(self.settings)
