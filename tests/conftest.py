@@ -14,7 +14,7 @@ import pytest
 
 from console.config import load_settings
 from console.emulator import EmulatorServer
-from console.sandbox import sandbox_env
+from console.cli.sandbox import sandbox_env
 from console.service import AuthService
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -134,6 +134,6 @@ def cmd_refresher(args) -> int:
 
 
 def cmd_sandbox(args) -> int:
-    from ..sandbox import run_sandbox
+    from .sandbox import run_sandbox
 
     return run_sandbox(args)
