@@ -16,7 +16,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from . import oauth as oauth_mod
 from .config import Settings, load_settings
@@ -58,6 +58,28 @@ def _start_task(coro) -> asyncio.Task:
     return asyncio.ensure_future(coro)
 
 
+class Clock(Protocol):
+    """The service's clock: wall time for token expiry, pending logins and the audit; monotonic
+    time for the memory cache. A test passes its own and moves it forward instead of sleeping
+    (as the emulator's ``clock`` and the TUI's do)."""
+
+    def now(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock (the default)."""
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic()
+
+
 def login_hint(user_id: str) -> str:
     return f"run: claude-console login --user {user_id}"
 
@@ -66,8 +88,10 @@ class AuthService:
     """Get a valid token, refresh (single flight), log in, log out, report status."""
 
     def __init__(self, settings: Settings | None = None, store: Hierarchy | None = None,
-                 oauth: "oauth_mod.OAuthClient | None" = None, *, face: str = "sdk") -> None:
+                 oauth: "oauth_mod.OAuthClient | None" = None, *, face: str = "sdk",
+                 clock: Clock | None = None) -> None:
         self.settings = settings or load_settings()
+        self.clock = clock or SystemClock()
         self.store = store if store is not None else build_store(self.settings)
         self._oauth = oauth
         self.actor = _default_actor(face)
@@ -124,16 +148,45 @@ class AuthService:
             return await self._load_tokens(user_id)
         return await self.store.get_fresh(user_id)
 
+    # -- writes for the faces that bring their own tokens (transfer, the SDK) -------------
+
+    async def read_fresh(self, user_id: str) -> TokenRecord | None:
+        """The stored record, past every cache: what a compare-and-swap write must start from.
+        Call it under ``store.locked(user_id)``, as ``store_record`` expects."""
+        return await self._load_fresh(user_id)
+
+    async def store_record(self, record: TokenRecord, *, expected_version: int, action: str,
+                           detail: str = "") -> TokenRecord:
+        """Write tokens a face brought (an import, the SDK's ``store_tokens``) the way the
+        service writes its own: a compare-and-swap on ``expected_version`` (the version read
+        with ``read_fresh``, 0 for a new user; ``StaleWrite`` if it moved), this process's
+        memory entry dropped, and ``action`` audited."""
+        saved = await self._save_tokens(record.user_id, record, expected_version=expected_version)
+        self.forget(record.user_id)
+        await self._audit(action, record.user_id, True, detail)
+        return saved
+
+    async def record_event(self, action: str, user_id: str, ok: bool, detail: str) -> None:
+        """Audit an action done outside the service (a backup, an export), with this face's
+        actor, and tell the listeners, as the service's own actions are."""
+        await self._audit(action, user_id, ok, detail)
+
+    def remembered(self, user_id: str) -> TokenRecord | None:
+        """The record this process last loaded for the user, fresh or not, without a store
+        read: the seed's synchronous ``get_headers`` has nothing else to go by."""
+        hit = self._mem.get(user_id)
+        return hit[0] if hit is not None else None
+
     # -- memory cache ------------------------------------------------------------------
 
     def _remember(self, record: TokenRecord) -> None:
-        fresh_until = time.monotonic() + self.settings.memory_cache_ttl
+        fresh_until = self.clock.monotonic() + self.settings.memory_cache_ttl
         self._mem[record.user_id] = (record, fresh_until, record.expires_at - self.settings.refresh_buffer)
 
     def _memory_hit(self, uid: str) -> TokenRecord | None:
         """The remembered record while it is fresh and not yet due for refresh."""
         hit = self._mem.get(uid)
-        if hit is not None and hit[1] > time.monotonic() and hit[2] > time.time():
+        if hit is not None and hit[1] > self.clock.monotonic() and hit[2] > self.clock.now():
             return hit[0]
         return None
 
@@ -161,7 +214,7 @@ class AuthService:
         return record
 
     def status_of(self, record: TokenRecord, now: float | None = None) -> Status:
-        return token_status(record, now, self.settings.refresh_buffer)
+        return token_status(record, self.clock.now() if now is None else now, self.settings.refresh_buffer)
 
     async def get_access_token(self, user_id: str | None = None, auto_refresh: bool | None = None) -> str:
         """A valid access token, refreshing when needed. Raises a ``ConsoleError`` if none."""
@@ -205,7 +258,7 @@ class AuthService:
         return fresh
 
     async def _touch(self, uid: str) -> None:
-        now = time.time()
+        now = self.clock.now()
         if now - self._touched.get(uid, 0.0) >= TOUCH_INTERVAL:
             self._touched[uid] = now
             self._later(self._record_use(uid, now))
@@ -255,7 +308,7 @@ class AuthService:
             current = await self._load_fresh(uid)
             if current is None:
                 raise NotLoggedIn(f"user {uid!r} is not logged in", hint=login_hint(uid))
-            now = time.time()
+            now = self.clock.now()
             status = self.status_of(current, now)
             # A stored record's version moves on every write; a token from the environment has none.
             changed = current.version != seen.version if seen.version else \
@@ -271,7 +324,7 @@ class AuthService:
                                  hint=login_hint(uid))
             if not current.refresh_token:
                 raise NeedsLogin(f"user {uid!r} has no refresh token", hint=login_hint(uid))
-            asked = time.monotonic()
+            asked = self.clock.monotonic()
             try:
                 answer = await self.oauth.refresh(current.refresh_token)
             except InvalidGrant as exc:
@@ -294,8 +347,8 @@ class AuthService:
             # The old refresh token is dead now: store the new one before anything else.
             saved = await self._save_tokens(uid, fresh, expected_version=current.version)
         self._remember(saved)
-        self._later(self._audit("refresh", uid, True, f"expires in {int(saved.expires_at - time.time())}s",
-                                seconds=time.monotonic() - asked))
+        self._later(self._audit("refresh", uid, True, f"expires in {int(saved.expires_at - self.clock.now())}s",
+                                seconds=self.clock.monotonic() - asked))
         return saved
 
     async def _refresh_rejected(self, uid: str, current: TokenRecord, exc: InvalidGrant) -> TokenRecord:
@@ -308,7 +361,7 @@ class AuthService:
         self.forget(uid)
         if current.source != "env":
             marked = current.evolve(needs_login=True, last_refresh_error=str(exc),
-                                    last_refresh_error_at=time.time(),
+                                    last_refresh_error_at=self.clock.now(),
                                     refresh_failures=current.refresh_failures + 1)
             try:
                 await self._save_tokens(uid, marked, expected_version=current.version)
@@ -321,7 +374,7 @@ class AuthService:
     async def _refresh_failed(self, uid: str, current: TokenRecord, exc: OAuthError) -> None:
         """Record the failure; the tokens themselves stay exactly as they were."""
         if current.source != "env":
-            noted = current.evolve(last_refresh_error=str(exc), last_refresh_error_at=time.time(),
+            noted = current.evolve(last_refresh_error=str(exc), last_refresh_error_at=self.clock.now(),
                                    refresh_failures=current.refresh_failures + 1)
             try:
                 await self._save_tokens(uid, noted, expected_version=current.version)
@@ -335,7 +388,7 @@ class AuthService:
         uid = self.user(user_id)
         verifier = oauth_mod.new_verifier()
         state = oauth_mod.new_state()
-        now = time.time()
+        now = self.clock.now()
         redirect = redirect_uri or self.settings.redirect_uri
         pending = PendingLogin(state=state, verifier=verifier, user_id=uid, redirect_uri=redirect,
                                created_at=now, expires_at=now + self.settings.pending_ttl)
@@ -360,7 +413,7 @@ class AuthService:
         if pending is None:
             raise LoginError("no pending login matches that state: it was already used, expired, or "
                              "was started on another store", hint=login_hint(self.user(user_id)))
-        if pending.expired():
+        if pending.expired(self.clock.now()):
             raise LoginError(f"the login for user {pending.user_id!r} expired "
                              f"(logins must finish within {int(self.settings.pending_ttl // 60)} minutes)",
                              hint=login_hint(pending.user_id))
@@ -387,7 +440,7 @@ class AuthService:
             await self.store.save_pending(pending)
             await self._audit("login", uid, False, str(exc))
             raise
-        now = time.time()
+        now = self.clock.now()
         async with self.store.locked(uid):
             existing = await self._load_fresh(uid)
             record = TokenRecord(
@@ -497,55 +550,12 @@ class AuthService:
             raise NotLoggedIn(f"user {user_id!r} is not logged in", hint=login_hint(user_id))
         return await self._refresh_single_flight(user_id, seen, force=True)
 
-    # -- backup, restore, import, export (the work is in console/backup.py) -------------
-
-    async def backup(self, path, passphrase: str | None, *, users: list[str] | None = None,
-                     fmt: str = "portable", force: bool = False, kdf: dict | None = None, progress=None):
-        """Every user's tokens (or ``users``) to one passphrase-encrypted file, 0600, atomically;
-        ``fmt="sql"``: the PostgreSQL table as a ``psql -f`` script, tokens under the store's key."""
-        from . import backup as backup_mod
-
-        return await backup_mod.backup(self, path, passphrase, users=users, fmt=fmt, force=force, kdf=kdf,
-                                       progress=progress)
-
-    async def open_backup(self, path, passphrase: str, *, allow_weak_kdf: bool = False, progress=None):
-        """Read and decrypt a backup (nothing is written); ``allow_weak_kdf`` is for tests only."""
-        from . import backup as backup_mod
-
-        return await backup_mod.open_backup(path, passphrase, allow_weak_kdf=allow_weak_kdf, progress=progress)
-
-    async def plan_restore(self, contents, *, users: list[str] | None = None, overwrite: str = "newer"):
-        """What restoring ``contents`` would change, user by user (nothing is written)."""
-        from . import backup as backup_mod
-
-        return await backup_mod.plan_restore(self, contents, users=users, overwrite=overwrite)
-
-    async def apply_restore(self, plan, *, batch_size: int | None = None, progress=None):
-        """Write a restore plan in batches; a user changed since the plan was made is kept."""
-        from . import backup as backup_mod
-
-        return await backup_mod.apply_restore(self, plan, batch_size=batch_size, progress=progress)
-
-    async def import_tokens(self, source: str, path: str | None = None, user_id: str | None = None, *,
-                            force: bool = False):
-        """Store tokens from Claude Code (``claude-code``), the environment (``env``) or a seed
-        token file (``file``) for one user."""
-        from . import backup as backup_mod
-
-        return await backup_mod.import_tokens(self, source, path, user_id, force=force)
-
-    async def export_tokens(self, path, user_id: str | None = None, *, force: bool = False) -> TokenRecord:
-        """One user's tokens in the seed's single-user file format, 0600, atomically."""
-        from . import backup as backup_mod
-
-        return await backup_mod.export_tokens(self, path, user_id, force=force)
-
     def status_report(self, record: TokenRecord | None, user_id: str) -> dict[str, Any]:
         """The seed's status fields plus ours; never a token."""
         if record is None:
             return {"user_id": user_id, "authenticated": False, "usable": False, "status": "not_logged_in",
                     "expires_in": 0, "needs_refresh": False, "source": None, "account_email": None}
-        now = time.time()
+        now = self.clock.now()
         status = self.status_of(record, now)
         return {
             "user_id": record.user_id,

@@ -7,6 +7,7 @@ with CI=true it fails them, so a green CI run always means the servers were exer
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
@@ -77,6 +78,29 @@ def console_env(tmp_path, emulator, monkeypatch) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+class ManualClock:
+    """The service's clock for tests (``AuthService(clock=...)``): it starts at the real time
+    and moves only when told, so a test ages pending logins and caches without sleeping."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = time.time(), time.monotonic()
+
+    def now(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
