@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from . import oauth as oauth_mod
 from .config import Settings, load_settings
@@ -71,6 +71,28 @@ def _start_task(coro) -> asyncio.Task:
     return asyncio.ensure_future(coro)
 
 
+class Clock(Protocol):
+    """The service's clock: wall time for token expiry, pending logins and the audit; monotonic
+    time for the memory cache. A test passes its own and moves it forward instead of sleeping
+    (as the emulator's ``clock`` and the TUI's do)."""
+
+    def now(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock (the default)."""
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic()
+
+
 def login_hint(user_id: str) -> str:
     return f"run: claude-console login --user {user_id}"
 
@@ -79,8 +101,10 @@ class AuthService:
     """Get a valid token, refresh (single flight), log in, log out, report status."""
 
     def __init__(self, settings: Settings | None = None, store: Hierarchy | None = None,
-                 oauth: "oauth_mod.OAuthClient | None" = None, *, face: str = "sdk") -> None:
+                 oauth: "oauth_mod.OAuthClient | None" = None, *, face: str = "sdk",
+                 clock: Clock | None = None) -> None:
         self.settings = settings or load_settings()
+        self.clock = clock or SystemClock()
         self.store = store if store is not None else build_store(self.settings)
         self._oauth = oauth
         self.actor = _default_actor(face)
@@ -98,9 +122,7 @@ class AuthService:
         # Test seam: seconds to wait between the journal write and the store write.
         self._save_delay = float(os.environ.get("CLAUDE_CONSOLE_TEST_SAVE_DELAY") or 0)
         # A write on another replica evicts our memory entry (via the cache's invalidations).
-        on_invalidate = getattr(self.store, "on_invalidate", None)
-        if on_invalidate is not None:
-            on_invalidate(self.forget)
+        self.store.on_invalidate(self.forget)
 
     @property
     def oauth(self) -> "oauth_mod.OAuthClient":
@@ -148,16 +170,45 @@ class AuthService:
             return await self._load_tokens(user_id)
         return await self.store.get_fresh(user_id)
 
+    # -- writes for the faces that bring their own tokens (transfer, the SDK) -------------
+
+    async def read_fresh(self, user_id: str) -> TokenRecord | None:
+        """The stored record, past every cache: what a compare-and-swap write must start from.
+        Call it under ``store.locked(user_id)``, as ``store_record`` expects."""
+        return await self._load_fresh(user_id)
+
+    async def store_record(self, record: TokenRecord, *, expected_version: int, action: str,
+                           detail: str = "") -> TokenRecord:
+        """Write tokens a face brought (an import, the SDK's ``store_tokens``) the way the
+        service writes its own: a compare-and-swap on ``expected_version`` (the version read
+        with ``read_fresh``, 0 for a new user; ``StaleWrite`` if it moved), this process's
+        memory entry dropped, and ``action`` audited."""
+        saved = await self._save_tokens(record.user_id, record, expected_version=expected_version)
+        self.forget(record.user_id)
+        await self._audit(action, record.user_id, True, detail)
+        return saved
+
+    async def record_event(self, action: str, user_id: str, ok: bool, detail: str) -> None:
+        """Audit an action done outside the service (a backup, an export), with this face's
+        actor, and tell the listeners, as the service's own actions are."""
+        await self._audit(action, user_id, ok, detail)
+
+    def remembered(self, user_id: str) -> TokenRecord | None:
+        """The record this process last loaded for the user, fresh or not, without a store
+        read: the seed's synchronous ``get_headers`` has nothing else to go by."""
+        hit = self._mem.get(user_id)
+        return hit[0] if hit is not None else None
+
     # -- memory cache ------------------------------------------------------------------
 
     def _remember(self, record: TokenRecord) -> None:
-        fresh_until = time.monotonic() + self.settings.memory_cache_ttl
+        fresh_until = self.clock.monotonic() + self.settings.memory_cache_ttl
         self._mem[record.user_id] = (record, fresh_until, record.expires_at - self.settings.refresh_buffer)
 
     def _memory_hit(self, uid: str) -> TokenRecord | None:
         """The remembered record while it is fresh and not yet due for refresh."""
         hit = self._mem.get(uid)
-        if hit is not None and hit[1] > time.monotonic() and hit[2] > time.time():
+        if hit is not None and hit[1] > self.clock.monotonic() and hit[2] > self.clock.now():
             return hit[0]
         return None
 
@@ -188,7 +239,7 @@ class AuthService:
         return record
 
     def status_of(self, record: TokenRecord, now: float | None = None) -> Status:
-        return token_status(record, now, self.settings.refresh_buffer)
+        return token_status(record, self.clock.now() if now is None else now, self.settings.refresh_buffer)
 
     async def get_access_token(self, user_id: str | None = None, auto_refresh: bool | None = None) -> str:
         """A valid access token, refreshing when needed. Raises a ``ConsoleError`` if none."""
@@ -241,7 +292,7 @@ class AuthService:
         return fresh
 
     async def _touch(self, uid: str) -> None:
-        now = time.time()
+        now = self.clock.now()
         if now - self._touched.get(uid, 0.0) >= TOUCH_INTERVAL:
             self._touched[uid] = now
             self._later(self._record_use(uid, now))
@@ -300,7 +351,7 @@ class AuthService:
             current = await self._load_fresh(uid)
             if current is None:
                 raise NotLoggedIn(f"user {uid!r} is not logged in", hint=login_hint(uid))
-            now = time.time()
+            now = self.clock.now()
             status = self.status_of(current, now)
             # A stored record's version moves on every write; a token from the environment has none.
             changed = current.version != seen.version if seen.version else \
@@ -321,7 +372,7 @@ class AuthService:
             lock_row = getattr(self.store.primary, "lock_row", None)
             if lock_row is not None and current.source == self.store.primary.name:
                 await lock_row(uid)
-            asked = time.monotonic()
+            asked = self.clock.monotonic()
             try:
                 answer = await self.oauth.refresh(current.refresh_token)
             except InvalidGrant as exc:
@@ -360,8 +411,8 @@ class AuthService:
             if slot is not None:
                 self.journal.mark_done(slot)
         self._remember(saved)
-        self._later(self._audit("refresh", uid, True, f"expires in {int(saved.expires_at - time.time())}s",
-                                seconds=time.monotonic() - asked))
+        self._later(self._audit("refresh", uid, True, f"expires in {int(saved.expires_at - self.clock.now())}s",
+                                seconds=self.clock.monotonic() - asked))
         return saved
 
     async def _refresh_rejected(self, uid: str, current: TokenRecord, exc: InvalidGrant) -> TokenRecord:
@@ -374,7 +425,7 @@ class AuthService:
         self.forget(uid)
         if current.source != "env":
             marked = current.evolve(needs_login=True, last_refresh_error=str(exc),
-                                    last_refresh_error_at=time.time(),
+                                    last_refresh_error_at=self.clock.now(),
                                     refresh_failures=current.refresh_failures + 1)
             try:
                 await self._save_tokens(uid, marked, expected_version=current.version)
@@ -387,7 +438,7 @@ class AuthService:
     async def _refresh_failed(self, uid: str, current: TokenRecord, exc: OAuthError) -> None:
         """Record the failure; the tokens themselves stay exactly as they were."""
         if current.source != "env":
-            noted = current.evolve(last_refresh_error=str(exc), last_refresh_error_at=time.time(),
+            noted = current.evolve(last_refresh_error=str(exc), last_refresh_error_at=self.clock.now(),
                                    refresh_failures=current.refresh_failures + 1)
             try:
                 await self._save_tokens(uid, noted, expected_version=current.version)
@@ -573,7 +624,7 @@ class AuthService:
         uid = self.user(user_id)
         verifier = oauth_mod.new_verifier()
         state = oauth_mod.new_state()
-        now = time.time()
+        now = self.clock.now()
         redirect = redirect_uri or self.settings.redirect_uri
         pending = PendingLogin(state=state, verifier=verifier, user_id=uid, redirect_uri=redirect,
                                created_at=now, expires_at=now + self.settings.pending_ttl)
@@ -598,7 +649,7 @@ class AuthService:
         if pending is None:
             raise LoginError("no pending login matches that state: it was already used, expired, or "
                              "was started on another store", hint=login_hint(self.user(user_id)))
-        if pending.expired():
+        if pending.expired(self.clock.now()):
             raise LoginError(f"the login for user {pending.user_id!r} expired "
                              f"(logins must finish within {int(self.settings.pending_ttl // 60)} minutes)",
                              hint=login_hint(pending.user_id))
@@ -625,7 +676,7 @@ class AuthService:
             await self.store.save_pending(pending)
             await self._audit("login", uid, False, str(exc))
             raise
-        now = time.time()
+        now = self.clock.now()
         async with self.store.locked(uid):
             existing = await self._load_fresh(uid)
             record = TokenRecord(
@@ -681,7 +732,7 @@ class AuthService:
 
     async def health(self) -> list[TierHealth]:
         out = await self.store.health()
-        keyring = getattr(self.store.primary, "keyring", None)
+        keyring = self.store.primary.keyring
         if keyring is not None and keyring.enabled:
             more = f" (+{len(keyring.keys) - 1} older)" if len(keyring.keys) > 1 else ""
             out.append(TierHealth("key", "up", f"key id {keyring.primary_id}{more}"))
@@ -705,10 +756,14 @@ class AuthService:
         return TierHealth("journal", "up", f"{self.journal.path} ({self.journal.slots} slots, none held)",
                           writable=True)
 
+    def primary_up(self, health: list[TierHealth]) -> bool:
+        """Whether ``health`` says the tier that holds the writes is up (the store is usable)."""
+        return self.store.primary_up(health)
+
     # -- the shared database: migrations, key rotation, background refresh ---------------
 
     def _database(self, verb: str):
-        tier = self.store.tier("postgres")
+        tier = next((t for t in self.store.tiers if t.CAN_MIGRATE), None)
         if tier is None:
             from .errors import UsageError
 
@@ -728,15 +783,8 @@ class AuthService:
                 self.forget(uid)
             await self.store.cache_drop_many(user_ids)  # a cache that is down is skipped there
 
-        file_tier = self.store.primary if self.store.primary.name == "file" else None
-        if file_tier is not None:  # the file store: one atomic rewrite
-            report = await file_tier.rotate_keys()
-            await rotated([r.user_id for r in await file_tier.list()])
-        else:
-            from .store.pgadmin import rotate_keys
-
-            report = await rotate_keys(self._database("rotate-key"), batch=batch, progress=progress,
-                                       on_batch=rotated)
+        tier = self.store.primary if self.store.primary.CAN_ROTATE_KEYS else self._database("rotate-key")
+        report = await tier.rotate_keys(batch=batch, progress=progress, on_batch=rotated)
         await self._audit("rotate_key", "*", report.complete,
                           f"{report.rotated} rows re-encrypted to key id {report.key_id}")
         return report
@@ -745,22 +793,10 @@ class AuthService:
                                   owner: str, backoff_base: float, backoff_cap: float) -> list[tuple[str, int]]:
         """``(user, version)`` pairs due for a background refresh: expiring within ``window``,
         or not refreshed for ``keepalive`` seconds, and not backing off after a failure. The
-        database claims them for ``lease`` seconds so other replicas skip them; other stores
-        are judged from a listing that decrypts nothing."""
-        claim = getattr(self.store.primary, "claim_due", None)
-        if claim is not None:
-            return await claim(limit=limit, window=window, keepalive=keepalive, lease=lease, owner=owner,
-                               backoff_base=backoff_base, backoff_cap=backoff_cap)
-        now, due = time.time(), []
-        for r in await self.store.list():
-            if r.source == "env" or r.needs_login or not r.refresh_token:
-                continue
-            if r.refresh_failures and r.last_refresh_error_at and now < r.last_refresh_error_at + min(
-                    backoff_cap, backoff_base * 2 ** min(r.refresh_failures - 1, 30)):
-                continue
-            if r.expires_at <= now + window or (r.last_refresh_at or r.created_at) <= now - keepalive:
-                due.append((r.expires_at, r.user_id, r.version))
-        return [(uid, version) for _, uid, version in sorted(due)[:limit]]
+        database claims them for ``lease`` seconds so other replicas skip them. The rule is
+        ``store/refresh_rule.py``; the primary tier applies it."""
+        return await self.store.claim_due(limit=limit, window=window, keepalive=keepalive, lease=lease,
+                                          owner=owner, backoff_base=backoff_base, backoff_cap=backoff_cap)
 
     async def refresh_claimed(self, user_id: str, version: int) -> TokenRecord:
         """Refresh a user claimed at ``version``, unless the stored tokens changed since (another
@@ -775,55 +811,12 @@ class AuthService:
             raise NotLoggedIn(f"user {user_id!r} is not logged in", hint=login_hint(user_id))
         return await self._refresh_single_flight(user_id, seen, force=True)
 
-    # -- backup, restore, import, export (the work is in console/backup.py) -------------
-
-    async def backup(self, path, passphrase: str | None, *, users: list[str] | None = None,
-                     fmt: str = "portable", force: bool = False, kdf: dict | None = None, progress=None):
-        """Every user's tokens (or ``users``) to one passphrase-encrypted file, 0600, atomically;
-        ``fmt="sql"``: the PostgreSQL table as a ``psql -f`` script, tokens under the store's key."""
-        from . import backup as backup_mod
-
-        return await backup_mod.backup(self, path, passphrase, users=users, fmt=fmt, force=force, kdf=kdf,
-                                       progress=progress)
-
-    async def open_backup(self, path, passphrase: str, *, allow_weak_kdf: bool = False, progress=None):
-        """Read and decrypt a backup (nothing is written); ``allow_weak_kdf`` is for tests only."""
-        from . import backup as backup_mod
-
-        return await backup_mod.open_backup(path, passphrase, allow_weak_kdf=allow_weak_kdf, progress=progress)
-
-    async def plan_restore(self, contents, *, users: list[str] | None = None, overwrite: str = "newer"):
-        """What restoring ``contents`` would change, user by user (nothing is written)."""
-        from . import backup as backup_mod
-
-        return await backup_mod.plan_restore(self, contents, users=users, overwrite=overwrite)
-
-    async def apply_restore(self, plan, *, batch_size: int | None = None, progress=None):
-        """Write a restore plan in batches; a user changed since the plan was made is kept."""
-        from . import backup as backup_mod
-
-        return await backup_mod.apply_restore(self, plan, batch_size=batch_size, progress=progress)
-
-    async def import_tokens(self, source: str, path: str | None = None, user_id: str | None = None, *,
-                            force: bool = False):
-        """Store tokens from Claude Code (``claude-code``), the environment (``env``) or a seed
-        token file (``file``) for one user."""
-        from . import backup as backup_mod
-
-        return await backup_mod.import_tokens(self, source, path, user_id, force=force)
-
-    async def export_tokens(self, path, user_id: str | None = None, *, force: bool = False) -> TokenRecord:
-        """One user's tokens in the seed's single-user file format, 0600, atomically."""
-        from . import backup as backup_mod
-
-        return await backup_mod.export_tokens(self, path, user_id, force=force)
-
     def status_report(self, record: TokenRecord | None, user_id: str) -> dict[str, Any]:
         """The seed's status fields plus ours; never a token."""
         if record is None:
             return {"user_id": user_id, "authenticated": False, "usable": False, "status": "not_logged_in",
                     "expires_in": 0, "needs_refresh": False, "source": None, "account_email": None}
-        now = time.time()
+        now = self.clock.now()
         status = self.status_of(record, now)
         return {
             "user_id": record.user_id,

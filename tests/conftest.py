@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 
 import pytest
 
 from console.config import load_settings
 from console.emulator import EmulatorServer
-from console.sandbox import sandbox_env
+from console.cli.sandbox import sandbox_env
 from console.service import AuthService
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -78,6 +79,29 @@ def console_env(tmp_path, emulator, monkeypatch) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+class ManualClock:
+    """The service's clock for tests (``AuthService(clock=...)``): it starts at the real time
+    and moves only when told, so a test ages pending logins and caches without sleeping."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = time.time(), time.monotonic()
+
+    def now(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import __version__
 from ..errors import ConsoleError
 from .accounts import (cmd_audit, cmd_callback, cmd_login, cmd_logout, cmd_refresh, cmd_status,
                        cmd_token, cmd_users)
@@ -23,14 +24,8 @@ def cmd_console(args) -> int:
         out("claude-console: the full-screen console needs a terminal; use a verb: " + ", ".join(VERBS)
             + " (claude-console --help).")
         return 0
-    try:
-        from ..app import run_app
-    except ImportError as exc:
-        if exc.name not in ("console.app",):
-            raise
-        out("The full-screen console is not built yet; use a verb: " + ", ".join(VERBS)
-            + " (claude-console --help).")
-        return 0
+    from ..app import run_app
+
     return run_app(config=args.config, verbose=args.verbose)
 
 
@@ -76,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="claude-console", parents=[common],
                      description="Claude OAuth tokens: log in, refresh, inspect, log out. "
                                  "With no verb, opens the full-screen console.")
-    parser.add_argument("--version", action="version", version="claude-console 0.1.0")
+    parser.add_argument("--version", action="version", version=f"claude-console {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
     def verb(name: str, func, help_text: str, user: bool = True, all_users: bool = False):

@@ -48,9 +48,8 @@ def cmd_health(args) -> int:
         else:
             for h in health:
                 out(f"{h.name:<9} {h.state:<15} {h.detail}")
-        primary = service.store.primary.name  # only the tier that holds the writes decides
         held = any(h.state == "held" for h in health)  # a rotated token not yet stored
-        return 3 if held or any(h.state == "down" and h.name == primary for h in health) else 0
+        return 0 if service.primary_up(health) and not held else 3  # the write tier decides, and held tokens
 
     return run(args, body)
 
@@ -135,6 +134,6 @@ def cmd_refresher(args) -> int:
 
 
 def cmd_sandbox(args) -> int:
-    from ..sandbox import run_sandbox
+    from .sandbox import run_sandbox
 
     return run_sandbox(args)

@@ -37,6 +37,7 @@ def _digest(text: str) -> str:
 class FileTier(Tier):
     name = "file"
     writable = True
+    IS_FALLBACK = REWRITES_WHOLE = CAN_PUT_MANY = CAN_ROTATE_KEYS = True
 
     def __init__(self, path: Path | str, keyring: Keyring | None = None) -> None:
         self.path = Path(os.path.expanduser(str(path)))
@@ -185,8 +186,9 @@ class FileTier(Tier):
 
         return self._mutate(change)
 
-    async def rotate_keys(self) -> RotationReport:
-        """Re-encrypt every user's tokens to the first key, in one atomic rewrite. A user
+    async def rotate_keys(self, *, batch: int = 500, progress=None, on_batch=None) -> RotationReport:
+        """Re-encrypt every user's tokens to the first key, in one atomic rewrite (so ``batch``
+        and ``progress`` do not apply; ``on_batch`` hears every user once it is done). A user
         whose tokens no configured key opens is left exactly as it is, and reported."""
         if not self.keyring.enabled:
             raise NoKeyConfigured("rotate-key needs CLAUDE_TOKEN_ENCRYPTION_KEY",
@@ -216,6 +218,10 @@ class FileTier(Tier):
 
         self._mutate(change)
         report.pending_rotated = self._rotate_pending()
+        if on_batch is not None:
+            done = on_batch([r.user_id for r in await self.list()])
+            if hasattr(done, "__await__"):
+                await done
         return report
 
     def _rotate_pending(self) -> int:

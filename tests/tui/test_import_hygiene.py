@@ -48,3 +48,12 @@ def test_the_file_tier_service_stays_headless_when_used(tmp_path):
 def test_the_probe_can_see_textual():
     # Guards the guard: the same probe does report Textual when it is imported.
     assert "textual" in imported_after("import console.app")
+
+
+def test_the_service_imports_no_transfer_and_no_sdk():
+    # Faces call console.transfer with the service; the service must not reach back up to them.
+    code = "import console.service, json, sys; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    assert not {m for m in loaded if m.startswith(("console.transfer", "console.sdk", "console.cli",
+                                                    "console.screens", "console.api"))}
