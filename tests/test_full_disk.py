@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from console import transfer
 from console.cli import main
 from console.config import load_settings
 from console.errors import DiskFull, NotYetStored
@@ -29,7 +30,7 @@ async def test_full_disk_during_refresh_login_logout_restore(disk_env, tiny_disk
     try:
         for uid in users + ["dee"]:
             await login(service, uid)
-        await service.backup(backup, "correct horse battery staple", force=True)
+        await transfer.backup(service, backup, "correct horse battery staple", force=True)
         await service.logout("dee")  # the restore below has something to write
         old = {uid: (await service.store.get_fresh(uid)) for uid in users}
         tiny_disk.fill()
@@ -55,11 +56,11 @@ async def test_full_disk_during_refresh_login_logout_restore(disk_env, tiny_disk
             assert str(tiny_disk.path) in out.err, (argv, out.err)
 
         # restore on a full disk: nothing written, one line
-        contents = await service.open_backup(backup, "correct horse battery staple", allow_weak_kdf=True)
-        plan = await service.plan_restore(contents, overwrite="always")
+        contents = await transfer.open_backup(backup, "correct horse battery staple", allow_weak_kdf=True)
+        plan = await transfer.plan_restore(service, contents, overwrite="always")
         tiny_disk.fill()
         with pytest.raises(DiskFull, match="left as it was"):
-            await service.apply_restore(plan)
+            await transfer.apply_restore(service, plan)
         assert await service.store.get_fresh("dee") is None
 
         tiny_disk.free()
