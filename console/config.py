@@ -101,8 +101,11 @@ class Settings:
             raise ConfigError("claude_oauth.refresh_buffer: must be 0 or more seconds")
         if not self.client_id:
             raise ConfigError("claude_oauth.client_id: must not be empty")
-        if not self.default_user:
-            raise ConfigError("CLAUDE_CONSOLE_USER: must not be empty")
+        from .users import user_id_problem
+
+        problem = user_id_problem(self.default_user)
+        if problem is not None:
+            raise ConfigError(f"the default user (CLAUDE_CONSOLE_USER or claude_oauth.default_user) {problem}")
 
 
 # config key (inside claude_oauth) -> (Settings field, kind)

@@ -24,6 +24,7 @@ from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLogg
                      StaleWrite, TransientOAuthError)
 from .store import AuditEvent, Hierarchy, PendingLogin, TierHealth, build_store
 from .tokens import Status, TokenRecord, token_status
+from .users import fix_command, resolve_user
 
 log = logging.getLogger("console.service")
 
@@ -59,7 +60,7 @@ def _start_task(coro) -> asyncio.Task:
 
 
 def login_hint(user_id: str) -> str:
-    return f"run: claude-console login --user {user_id}"
+    return f"run: {fix_command('login', user_id)}"
 
 
 class AuthService:
@@ -88,7 +89,8 @@ class AuthService:
         return self._oauth
 
     def user(self, user_id: str | None) -> str:
-        return user_id or self.settings.default_user
+        """The one place a call's user is resolved (the default when None) and checked."""
+        return resolve_user(user_id, self.settings.default_user)
 
     def _later(self, coro) -> None:
         """Run bookkeeping (audit, last_used) after the callers are answered; ``aclose`` waits."""
@@ -167,7 +169,7 @@ class AuthService:
 
     async def get_access_token(self, user_id: str | None = None, auto_refresh: bool | None = None) -> str:
         """A valid access token, refreshing when needed. Raises a ``ConsoleError`` if none."""
-        uid = user_id or self.settings.default_user
+        uid = self.user(user_id)
         hit = self._memory_hit(uid)
         if hit is not None:
             return hit.access_token
@@ -196,7 +198,7 @@ class AuthService:
             if status is Status.EXPIRING:
                 return record
             raise NeedsLogin(f"the token of user {uid!r} has expired and auto_refresh is off",
-                             hint=f"run: claude-console refresh --user {uid}")
+                             hint=f"run: {fix_command('refresh', uid)}")
         try:
             fresh = await self._refresh_single_flight(uid, record, force=False)
         except (TransientOAuthError, StaleWrite):
@@ -349,6 +351,8 @@ class AuthService:
 
     async def complete_login(self, pasted: str, user_id: str | None = None,
                              state: str | None = None) -> TokenRecord:
+        if user_id is not None:
+            self.user(user_id)
         code, pasted_state = oauth_mod.parse_pasted(pasted)
         state = pasted_state or state
         if state is None:
@@ -369,7 +373,7 @@ class AuthService:
         if user_id and user_id != pending.user_id:
             await self.store.save_pending(pending)
             raise LoginError(f"that code belongs to the login of user {pending.user_id!r}, not {user_id!r}",
-                             hint=f"run: claude-console callback CODE --user {pending.user_id}")
+                             hint=f"run: {fix_command('callback', pending.user_id, 'CODE')}")
         uid = pending.user_id
         try:
             await self._load_fresh(uid)  # a broken store fails here, before the code is spent

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import ConsoleError
+from ..users import check_user_id
 from .accounts import (cmd_audit, cmd_callback, cmd_login, cmd_logout, cmd_refresh, cmd_status,
                        cmd_token, cmd_users)
 from .files import RefuseOnCommandLine, cmd_backup, cmd_export, cmd_import, cmd_restore
@@ -53,6 +54,14 @@ def _redact_unrecognized(message: str) -> str:
     return prefix + " ".join(words)
 
 
+def user_arg(value: str) -> str:
+    """``--user``: the engine's user-id rule, at the boundary (so ``--user ''`` is an error)."""
+    try:
+        return check_user_id(value)
+    except ConsoleError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
         message = _redact_unrecognized(message)
@@ -83,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[verb_common], help=help_text, description=help_text)
         if user:
             target = p.add_mutually_exclusive_group() if all_users else p
-            target.add_argument("--user", "-u", metavar="U",
+            target.add_argument("--user", "-u", metavar="U", type=user_arg,
                                 help="user id (default: $CLAUDE_CONSOLE_USER or 'default')")
             if all_users:
                 target.add_argument("--all", "-a", action="store_true", help="every stored user")
@@ -157,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--passphrase", nargs="?", action=RefuseOnCommandLine, help=argparse.SUPPRESS)
 
     def users_option(p) -> None:
-        p.add_argument("--user", "-u", dest="users", metavar="U", nargs="+", action="extend",
+        p.add_argument("--user", "-u", dest="users", metavar="U", nargs="+", action="extend", type=user_arg,
                        help="only these users (repeat, or list several)")
 
     p = verb("backup", cmd_backup, "write every user's tokens to one passphrase-encrypted file (0600)",
@@ -192,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def import_source(name: str, help_text: str):
         s = sources.add_parser(name, parents=[verb_common], help=help_text, description=help_text)
-        s.add_argument("--user", "-u", metavar="U",
+        s.add_argument("--user", "-u", metavar="U", type=user_arg,
                        help="store them for this user (default: $CLAUDE_CONSOLE_USER or 'default')")
         s.add_argument("--force", action="store_true",
                        help="replace a stored token even when it expires later than the imported one")
