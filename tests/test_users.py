@@ -161,3 +161,16 @@ def test_default_user_from_the_environment_is_checked(tier_env, monkeypatch):
     result = run_main(["status"])
     assert result.code == 2 and "control characters" in result.err and "\x1b" not in result.err
     assert store_digest(tier_env) == before
+
+
+def test_log_lines_escape_control_characters():
+    import io
+    import logging
+
+    from console.logs import setup_logging
+
+    stream = io.StringIO()
+    setup_logging("INFO", stream=stream)
+    logging.getLogger("console.test").warning("user %s failed", "evil\x1b[2J\x9b")
+    line = stream.getvalue()
+    assert "evil\\x1b[2J\\x9b" in line and "\x1b" not in line and "\x9b" not in line
