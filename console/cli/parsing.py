@@ -21,9 +21,9 @@ VERBS = ("login", "callback", "status", "refresh", "logout", "token", "users", "
 
 def cmd_console(args) -> int:
     if not (isatty(sys.stdin) and isatty(sys.stdout)):  # a full-screen app needs a terminal
-        out("claude-console: the full-screen console needs a terminal; use a verb: " + ", ".join(VERBS)
-            + " (claude-console --help).")
-        return 0
+        err("error: the full-screen console needs a terminal; use a verb: " + ", ".join(VERBS)
+            + " (claude-console --help)")
+        return 2
     try:
         from ..app import run_app
     except ImportError as exc:
@@ -60,6 +60,17 @@ def user_arg(value: str) -> str:
         return check_user_id(value)
     except ConsoleError as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def count_arg(value: str) -> int:
+    """A whole number of 0 or more (``--limit``)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} is negative; give 0 or more")
+    return number
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = verb("audit", cmd_audit, "show the audit log (who did what to whose token)")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=count_arg, default=50, metavar="N",
+                   help="at most N events, newest first (default: 50; 0 prints nothing)")
     p.add_argument("--json", action="store_true")
 
     p = verb("health", cmd_health, "the state of every storage tier and the key", user=False)
@@ -265,6 +277,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("interrupted; nothing more was changed")
         return 130
+    except BrokenPipeError:  # `claude-console users | head -1`: the reader left; leave quietly
+        _quiet_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
