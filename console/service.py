@@ -24,6 +24,7 @@ from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLogg
                      StaleWrite, TransientOAuthError)
 from .store import AuditEvent, Hierarchy, PendingLogin, TierHealth, build_store
 from .tokens import Status, TokenRecord, token_status
+from .logs import redact
 from .users import fix_command, resolve_user
 
 log = logging.getLogger("console.service")
@@ -311,7 +312,7 @@ class AuthService:
             return again
         self.forget(uid)
         if current.source != "env":
-            marked = current.evolve(needs_login=True, last_refresh_error=str(exc),
+            marked = current.evolve(needs_login=True, last_refresh_error=redact(str(exc)),
                                     last_refresh_error_at=time.time(),
                                     refresh_failures=current.refresh_failures + 1)
             try:
@@ -325,7 +326,7 @@ class AuthService:
     async def _refresh_failed(self, uid: str, current: TokenRecord, exc: OAuthError) -> None:
         """Record the failure; the tokens themselves stay exactly as they were."""
         if current.source != "env":
-            noted = current.evolve(last_refresh_error=str(exc), last_refresh_error_at=time.time(),
+            noted = current.evolve(last_refresh_error=redact(str(exc)), last_refresh_error_at=time.time(),
                                    refresh_failures=current.refresh_failures + 1)
             try:
                 await self._save_tokens(uid, noted, expected_version=current.version)

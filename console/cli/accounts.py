@@ -87,9 +87,24 @@ def _print_logged_in(service, record) -> None:
         f"({format_time(record.expires_at)}).")
 
 
+def _pasted_code(given: str | None) -> str:
+    """The code from the argument, standard input (``-``) or the terminal's prompt (not echoed)."""
+    if given == "-":
+        return sys.stdin.readline(8193).strip()
+    if given is not None:
+        return given
+    if not isatty(sys.stdin):
+        raise UsageError("no code was given", hint="pass CODE#STATE, or - to read it from standard input")
+    import getpass
+
+    return getpass.getpass("Paste the code (CODE#STATE, the callback URL or the bare code; not shown): ")
+
+
 def cmd_callback(args) -> int:
+    code = _pasted_code(args.code)
+
     async def body(service) -> int:
-        record = await service.complete_login(args.code, args.user_explicit)
+        record = await service.complete_login(code, args.user_explicit)
         if args.json:
             emit_json(service.status_report(record, record.user_id))
         else:

@@ -117,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print {authorization_url, state, expires_at}")
 
     p = verb("callback", cmd_callback, "finish a login with CODE#STATE, the callback URL or the code")
-    p.add_argument("code", metavar="CODE", help="CODE#STATE, the full callback URL, or the bare code")
+    p.add_argument("code", metavar="CODE", nargs="?",
+                   help="CODE#STATE, the full callback URL, or the bare code; '-' reads it from standard "
+                        "input, and without CODE a terminal asks for it (a code on the command line is "
+                        "visible to other users in ps)")
     p.add_argument("--json", action="store_true")
 
     p = verb("status", cmd_status, "is the token usable? exit 0 yes, 1 no, 2 usage, 3 storage",
