@@ -23,7 +23,7 @@ from .config import Settings, load_settings
 from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn, OAuthError,
                      StaleWrite, TransientOAuthError)
 from .store import AuditEvent, Hierarchy, PendingLogin, TierHealth, build_store
-from .tokens import Status, TokenRecord, token_status
+from .tokens import Status, TokenRecord, format_span, token_status
 from .logs import redact
 from .users import fix_command, resolve_user
 
@@ -369,7 +369,7 @@ class AuthService:
                              "was started on another store", hint=login_hint(self.user(user_id)))
         if pending.expired():
             raise LoginError(f"the login for user {pending.user_id!r} expired "
-                             f"(logins must finish within {int(self.settings.pending_ttl // 60)} minutes)",
+                             f"(logins must finish within {format_span(self.settings.pending_ttl)})",
                              hint=login_hint(pending.user_id))
         if user_id and user_id != pending.user_id:
             await self.store.save_pending(pending)

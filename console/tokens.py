@@ -212,6 +212,18 @@ def format_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
+def format_span(seconds: float) -> str:
+    """``10 minutes``, ``1 minute``, ``45 seconds``: a setting's length, in words, for sentences."""
+    s = int(round(seconds))
+    if s >= 60 and s % 60 == 0:
+        n, unit = s // 60, "minute"
+    elif s >= 60:
+        return f"{s // 60} minute{'s' if s // 60 != 1 else ''} {s % 60} second{'s' if s % 60 != 1 else ''}"
+    else:
+        n, unit = s, "second"
+    return f"{n} {unit}{'s' if n != 1 else ''}"
+
+
 def format_duration(seconds: float) -> str:
     """``7h 59m``, ``4m 10s``, ``-3m``: compact, for status lines and the board."""
     sign = "-" if seconds < 0 else ""

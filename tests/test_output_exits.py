@@ -60,3 +60,11 @@ def test_status_with_redis_down_and_postgres_up_is_not_logged_in(pg_env, monkeyp
     result = run_main(["status", "--user", "nobody"])
     assert result.code == 1, result
     assert result.out.startswith("nobody: not logged in"), result
+
+
+@pytest.mark.parametrize("seconds,words", [(600, "10 minutes"), (60, "1 minute"), (45, "45 seconds"),
+                                           (1, "1 second"), (90, "1 minute 30 seconds")])
+def test_spans_read_as_words(seconds, words):
+    from console.tokens import format_span
+
+    assert format_span(seconds) == words

@@ -23,8 +23,10 @@ def cmd_login(args) -> int:
             emit_json({"authorization_url": start.authorization_url, "state": start.state,
                        "expires_at": start.expires_at, "user_id": start.user_id})
             return 0
-        minutes = int(service.settings.pending_ttl // 60)
-        out(f"Log in user '{shown(start.user_id)}': open this URL in a browser (valid {minutes} minutes):")
+        from ..tokens import format_span
+
+        valid = format_span(service.settings.pending_ttl)
+        out(f"Log in user '{shown(start.user_id)}': open this URL in a browser (valid {valid}):")
         out()
         out(start.authorization_url)
         out()
