@@ -25,7 +25,9 @@ from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLogg
                      StaleWrite, StorageError, TransientOAuthError)
 from .journal import RescueJournal
 from .store import AuditEvent, Hierarchy, PendingLogin, TierHealth, build_store
-from .tokens import Status, TokenRecord, token_status
+from .tokens import Status, TokenRecord, format_span, token_status
+from .logs import redact
+from .users import fix_command, resolve_user
 
 log = logging.getLogger("console.service")
 
@@ -94,7 +96,7 @@ class SystemClock:
 
 
 def login_hint(user_id: str) -> str:
-    return f"run: claude-console login --user {user_id}"
+    return f"run: {fix_command('login', user_id)}"
 
 
 class AuthService:
@@ -131,7 +133,8 @@ class AuthService:
         return self._oauth
 
     def user(self, user_id: str | None) -> str:
-        return user_id or self.settings.default_user
+        """The one place a call's user is resolved (the default when None) and checked."""
+        return resolve_user(user_id, self.settings.default_user)
 
     def _later(self, coro) -> None:
         """Run bookkeeping (audit, last_used) after the callers are answered; ``aclose`` waits."""
@@ -243,7 +246,7 @@ class AuthService:
 
     async def get_access_token(self, user_id: str | None = None, auto_refresh: bool | None = None) -> str:
         """A valid access token, refreshing when needed. Raises a ``ConsoleError`` if none."""
-        uid = user_id or self.settings.default_user
+        uid = self.user(user_id)
         hit = self._memory_hit(uid)
         if hit is not None:
             return hit.access_token
@@ -279,7 +282,7 @@ class AuthService:
             if status is Status.EXPIRING:
                 return record
             raise NeedsLogin(f"the token of user {uid!r} has expired and auto_refresh is off",
-                             hint=f"run: claude-console refresh --user {uid}")
+                             hint=f"run: {fix_command('refresh', uid)}")
         try:
             fresh = await self._refresh_single_flight(uid, record, force=False)
         except NotYetStored as exc:
@@ -424,7 +427,7 @@ class AuthService:
             return again
         self.forget(uid)
         if current.source != "env":
-            marked = current.evolve(needs_login=True, last_refresh_error=str(exc),
+            marked = current.evolve(needs_login=True, last_refresh_error=redact(str(exc)),
                                     last_refresh_error_at=self.clock.now(),
                                     refresh_failures=current.refresh_failures + 1)
             try:
@@ -438,7 +441,7 @@ class AuthService:
     async def _refresh_failed(self, uid: str, current: TokenRecord, exc: OAuthError) -> None:
         """Record the failure; the tokens themselves stay exactly as they were."""
         if current.source != "env":
-            noted = current.evolve(last_refresh_error=str(exc), last_refresh_error_at=self.clock.now(),
+            noted = current.evolve(last_refresh_error=redact(str(exc)), last_refresh_error_at=self.clock.now(),
                                    refresh_failures=current.refresh_failures + 1)
             try:
                 await self._save_tokens(uid, noted, expected_version=current.version)
@@ -636,6 +639,8 @@ class AuthService:
 
     async def complete_login(self, pasted: str, user_id: str | None = None,
                              state: str | None = None) -> TokenRecord:
+        if user_id is not None:
+            self.user(user_id)
         code, pasted_state = oauth_mod.parse_pasted(pasted)
         state = pasted_state or state
         if state is None:
@@ -651,12 +656,12 @@ class AuthService:
                              "was started on another store", hint=login_hint(self.user(user_id)))
         if pending.expired(self.clock.now()):
             raise LoginError(f"the login for user {pending.user_id!r} expired "
-                             f"(logins must finish within {int(self.settings.pending_ttl // 60)} minutes)",
+                             f"(logins must finish within {format_span(self.settings.pending_ttl)})",
                              hint=login_hint(pending.user_id))
         if user_id and user_id != pending.user_id:
             await self.store.save_pending(pending)
             raise LoginError(f"that code belongs to the login of user {pending.user_id!r}, not {user_id!r}",
-                             hint=f"run: claude-console callback CODE --user {pending.user_id}")
+                             hint=f"run: {fix_command('callback', pending.user_id, 'CODE')}")
         uid = pending.user_id
         try:
             await self._load_fresh(uid)  # a broken store fails here, before the code is spent

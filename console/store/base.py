@@ -6,7 +6,8 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 
 from ..tokens import TokenRecord
 from .refresh_rule import RefreshRule
@@ -101,6 +102,9 @@ class Tier:
     name = "tier"
     writable = False
     keyring: "Keyring | None" = None   # the keys this tier encrypts with (None: it stores nothing)
+    # Users the last listing could not read (user -> why); a tier that can hold one bad entry
+    # among good ones replaces this with its own dict.
+    unreadable: Mapping[str, str] = MappingProxyType({})
 
     IS_CACHE = False              # a copy of the primary, read first: fill, delete_many, listen
     IS_FALLBACK = False           # takes the writes while the primary is down (allow_file_fallback)

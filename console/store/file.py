@@ -19,7 +19,8 @@ from typing import Any, AsyncIterator
 
 from ..crypto import Keyring, is_encrypted
 from ..errors import CryptoError, NoKeyConfigured, StaleWrite, StorageCorrupt, StorageError
-from ..tokens import HIDDEN, TokenRecord, parse_expires_at
+from ..tokens import HIDDEN, BadValue, TokenRecord, check_values, parse_expires_at
+from ..users import fix_command
 from .base import AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN
 from .fsutil import (FULL, async_file_lock, atomic_write, check_private_file, ensure_private_dir,
                      file_lock, sweep_temp_files)
@@ -49,6 +50,9 @@ class FileTier(Tier):
         self._write_lock = self.lock_dir / "_file.lock"
         self._cache_key: tuple | None = None
         self._cache_doc: dict[str, Any] | None = None
+        # Users whose entry the last listing could not read (user id -> why): shown as such,
+        # while every other user stays readable.
+        self.unreadable: dict[str, str] = {}
 
     # -- reading -----------------------------------------------------------------------
 
@@ -99,7 +103,12 @@ class FileTier(Tier):
     def _decode(self, user_id: str, entry: dict[str, Any], secrets: bool = True) -> TokenRecord:
         if not isinstance(entry, dict) or not entry.get("access_token"):
             raise StorageCorrupt(f"token file {self.path}: the entry for user {user_id!r} is malformed",
-                                 hint="log that user in again, or restore the file from a backup")
+                                 hint=f"run: {fix_command('login', user_id)}, or restore the file from a backup")
+        try:
+            check_values(entry)
+        except BadValue as exc:
+            raise StorageCorrupt(f"token file {self.path}: the entry for user {user_id!r} is unreadable: {exc}",
+                                 hint=f"run: {fix_command('login', user_id)}, or restore the file from a backup") from None
         data = dict(entry)
         for key in _SECRET_FIELDS:
             value = data.get(key)
@@ -126,7 +135,14 @@ class FileTier(Tier):
         return None if entry is None else self._decode(user_id, entry)
 
     async def list(self, secrets: bool = False) -> list[TokenRecord]:
-        return [self._decode(uid, entry, secrets) for uid, entry in self._load_doc()["users"].items()]
+        records, unreadable = [], {}
+        for uid, entry in self._load_doc()["users"].items():
+            try:
+                records.append(self._decode(uid, entry, secrets))
+            except StorageCorrupt as exc:  # one bad entry: that user is unreadable, not the store
+                unreadable[uid] = exc.message.rsplit(": ", 1)[-1]
+        self.unreadable = unreadable
+        return records
 
     def raw_entries(self) -> dict[str, dict[str, Any]]:
         """Stored entries without decrypting (listing, backups of ciphertext)."""
@@ -408,6 +424,13 @@ class FileTier(Tier):
         return events
 
 
+def _seed_expiry(value: Any) -> Any:
+    try:
+        return parse_expires_at(value)
+    except (TypeError, ValueError):
+        return value  # left as it is: _decode names the field when the user is read
+
+
 def _from_seed(data: dict[str, Any]) -> dict[str, Any]:
     """The seed's ``{accessToken, refreshToken, expiresAt}`` as one of our entries."""
     scopes = data.get("scopes") or []
@@ -416,7 +439,7 @@ def _from_seed(data: dict[str, Any]) -> dict[str, Any]:
     return {
         "access_token": data.get("accessToken") or "",
         "refresh_token": data.get("refreshToken"),
-        "expires_at": parse_expires_at(data.get("expiresAt") or 0),
+        "expires_at": _seed_expiry(data.get("expiresAt") or 0),
         "scopes": list(scopes),
         "subscription_type": data.get("subscriptionType"),
         "version": 0,

@@ -30,7 +30,14 @@ def disk_full(path: Path, exc: OSError, kept: str) -> DiskFull | None:
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) as 0700; tighten it if we own it and it is looser."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdir(parents=True) makes the parents with the umask's mode (0755): make each
+        # missing folder ourselves, 0700, so claude_tokens.d/ is as private as pending/ in it.
+        missing, folder = [], path
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
         st = path.stat()
     except OSError as exc:
         raise StorageError(f"cannot create folder {path}: {exc.strerror}",

@@ -14,6 +14,7 @@ from typing import AsyncIterator
 
 from ..errors import StorageError, TierUnavailable
 from ..tokens import TokenRecord
+from ..users import fix_command
 from .base import UP, AuditEvent, PendingLogin, Tier, TierHealth
 
 log = logging.getLogger("console.store")
@@ -90,7 +91,17 @@ class Hierarchy:
                 continue
             for record in records:
                 seen.setdefault(record.user_id, record)
+            self._note_unreadable(tier)
         return list(seen.values())
+
+    def _note_unreadable(self, tier: Tier) -> None:
+        """Users a tier could not read (a bad entry in the token file): one warning each."""
+        for uid, why in tier.unreadable.items():
+            message = f"user {uid!r} in the {tier.name} tier is unreadable ({why}); " \
+                      f"run: {fix_command('login', uid)}"
+            if message not in self.warnings:
+                self.warnings.append(message)
+                log.warning(message)
 
     async def list_pages(self, page_size: int = 20000, secrets: bool = False, *,
                          first: int | None = None) -> AsyncIterator[list[TokenRecord]]:
@@ -104,6 +115,7 @@ class Hierarchy:
                 if not tier.CAN_LIST_PAGE:
                     page = [r for r in await tier.list(secrets) if r.user_id not in seen]
                     seen.update(r.user_id for r in page)
+                    self._note_unreadable(tier)
                     if page:
                         yield page
                     continue
