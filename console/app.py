@@ -45,6 +45,10 @@ class ConsoleApp(App[int]):
             self.title = "claude-console SANDBOX"
             self.sub_title = f"EMULATOR {sandbox_url} · not Claude"
 
+    def notify(self, message: str, *, markup: bool = False, **options) -> None:
+        """Notifications quote user ids and error text: plain text unless a caller asks."""
+        super().notify(message, markup=markup, **options)
+
     def get_default_screen(self) -> Screen:
         return BoardScreen()
 

@@ -1,7 +1,7 @@
 """Backup: every user's tokens to one passphrase-encrypted file, from the console.
 
-The work is ``app.service.backup``, the same engine the CLI uses, run in a worker that talks
-to the screen only through messages. The passphrase sits in masked fields (asked twice) and
+The work is ``console.transfer.backup`` with ``app.service``, the same engine the CLI uses,
+run in a worker that talks to the screen only through messages. The passphrase sits in masked fields (asked twice) and
 is dropped from them once the file is written.
 """
 
@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, Static
 
-from ..backup import MIN_PASSPHRASE, size_text, users_text
+from ..transfer import MIN_PASSPHRASE, backup, size_text, users_text
 from ..ui.messages import StageProgress, WorkFailed
 from ..ui.messages import reason as failure_reason
 from ..ui.styles import styles_path
@@ -143,8 +143,8 @@ class BackupScreen(Screen[None]):
             self.post_message(self.Progress(stage, done, total))
 
         try:
-            summary = await self.app.service.backup(path, passphrase, force=force, kdf=self.kdf,
-                                                    progress=progress)
+            summary = await backup(self.app.service, path, passphrase, force=force, kdf=self.kdf,
+                                   progress=progress)
         except Exception as exc:  # every failure is one line
             self.post_message(self.Failed(failure_reason(exc)))
         else:

@@ -91,3 +91,12 @@ def test_tui_modules_import_down_never_sideways_through_the_board():
                 continue
             bad = sorted(n for n in _imports(path) if n.startswith(banned))
             assert not bad, f"{path.relative_to(console.parent)} imports {bad}"
+
+
+def test_the_service_imports_no_transfer_and_no_sdk():
+    # Faces call console.transfer with the service; the service must not reach back up to them.
+    code = "import console.service, json, sys; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    assert not {m for m in loaded if m.startswith(("console.transfer", "console.sdk", "console.cli",
+                                                    "console.screens", "console.api"))}

@@ -1,4 +1,4 @@
-"""Backup and restore through the service, on the file store and on PostgreSQL.
+"""Backup and restore (``console.transfer``) with a service, on the file store and on PostgreSQL.
 
 Most tests use weak KDF parameters through the engine's explicit test-only arguments
 (``kdf=WEAK`` when writing, ``allow_weak_kdf=True`` when reading) so they stay fast; one
@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from console import backup as bk
+from console import transfer
 from console.config import load_settings
 from console.crypto import generate_key
 from console.errors import BackupCorrupt, BackupError, UsageError, WrongPassphrase
 from console.service import AuthService
 from console.tokens import TokenRecord
+from console.transfer.payload import PAYLOAD_FIELDS, PAYLOAD_KIND, encode_payload
+from console.transfer.sealed import ARGON2ID, MAGIC, _unb64, open_sealed, read_header, seal
 
 WEAK = {"name": "scrypt", "n": 2 ** 10, "r": 8, "p": 1}
 PASS = "correct horse battery"
@@ -124,9 +126,9 @@ async def wipe(service: AuthService) -> None:
 
 
 async def restore(service, path, *, users=None, overwrite="newer", batch_size=None):
-    contents = await service.open_backup(path, PASS, allow_weak_kdf=True)
-    plan = await service.plan_restore(contents, users=users, overwrite=overwrite)
-    return plan, await service.apply_restore(plan, batch_size=batch_size)
+    contents = await transfer.open_backup(path, PASS, allow_weak_kdf=True)
+    plan = await transfer.plan_restore(service, contents, users=users, overwrite=overwrite)
+    return plan, await transfer.apply_restore(service, plan, batch_size=batch_size)
 
 
 def store_bytes(service: AuthService) -> bytes | None:
@@ -141,7 +143,7 @@ async def test_round_trip_1000_users(any_service, tmp_path):
     before = await seed(service, make_records(1000))
     target = tmp_path / "out" / "tokens.ccbackup"
     target.parent.mkdir(mode=0o755)
-    summary = await service.backup(target, PASS, kdf=WEAK)
+    summary = await transfer.backup(service, target, PASS, kdf=WEAK)
     assert summary.users == 1000
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert stat.S_IMODE(target.parent.stat().st_mode) == 0o755  # the operator's folder is left alone
@@ -177,7 +179,7 @@ async def test_restore_is_idempotent(any_service, tmp_path):
     service = any_service
     await seed(service, make_records(40))
     target = tmp_path / "b.ccbackup"
-    await service.backup(target, PASS, kdf=WEAK)
+    await transfer.backup(service, target, PASS, kdf=WEAK)
     await service.store.delete("user00003")
     _, first = await restore(service, target)
     assert first.written == ["user00003"] and first.unchanged == 39
@@ -191,11 +193,12 @@ async def test_restore_is_idempotent(any_service, tmp_path):
 async def test_backup_of_chosen_users_and_unknown_ones(file_service, tmp_path):
     await seed(file_service, make_records(5))
     target = tmp_path / "some.ccbackup"
-    summary = await file_service.backup(target, PASS, users=["user00001", "user00003", "ghost"], kdf=WEAK)
+    summary = await transfer.backup(file_service, target, PASS, users=["user00001", "user00003", "ghost"],
+                                    kdf=WEAK)
     assert summary.users == 2 and summary.missing == ["ghost"]
-    contents = await file_service.open_backup(target, PASS, allow_weak_kdf=True)
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
     assert sorted(contents.users) == ["user00001", "user00003"]
-    plan = await file_service.plan_restore(contents, users=["user00003", "nobody"])
+    plan = await transfer.plan_restore(file_service, contents, users=["user00003", "nobody"])
     assert [c.user_id for c in plan.changes] == ["user00003"] and plan.missing == ["nobody"]
 
 
@@ -204,10 +207,10 @@ async def test_existing_backup_file_is_kept_unless_forced(file_service, tmp_path
     target = tmp_path / "b.ccbackup"
     target.write_bytes(b"precious")
     with pytest.raises(UsageError, match="already exists"):
-        await file_service.backup(target, PASS, kdf=WEAK)
+        await transfer.backup(file_service, target, PASS, kdf=WEAK)
     assert target.read_bytes() == b"precious"
-    await file_service.backup(target, PASS, kdf=WEAK, force=True)
-    assert target.read_bytes().startswith(bk.MAGIC)
+    await transfer.backup(file_service, target, PASS, kdf=WEAK, force=True)
+    assert target.read_bytes().startswith(MAGIC)
 
 
 # -- the dry-run diff and the overwrite modes ---------------------------------------------
@@ -219,7 +222,7 @@ async def _diff_scene(service: AuthService, tmp_path: Path) -> tuple[Path, dict[
     uids = [r.user_id for r in backed]   # k00000 new, k00001 older, k00002 newer, k00003 conflict, k00004 same
     await seed(service, backed)
     target = tmp_path / "diff.ccbackup"
-    await service.backup(target, PASS, kdf=WEAK)
+    await transfer.backup(service, target, PASS, kdf=WEAK)
     stored = {r.user_id: r for r in await service.store.primary.list(secrets=True)}
     await service.store.delete(uids[0])
     # older: the stored row was written before the backup's copy
@@ -246,8 +249,8 @@ async def test_dry_run_diff_and_overwrite_modes(any_service, tmp_path, mode, exp
     before_rows = {r.user_id: comparable(r) for r in await service.store.primary.list(secrets=True)}
     before_file = store_bytes(service)
 
-    contents = await service.open_backup(target, PASS, allow_weak_kdf=True)
-    plan = await service.plan_restore(contents, overwrite=mode)
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+    plan = await transfer.plan_restore(service, contents, overwrite=mode)
     assert {c.user_id: c.kind for c in plan.changes} == kinds
     assert {c.kind: c.action for c in plan.changes} == expected_actions
     assert plan.counts() == {"new": 1, "older": 1, "newer": 1, "conflict": 1, "same": 1}
@@ -257,7 +260,7 @@ async def test_dry_run_diff_and_overwrite_modes(any_service, tmp_path, mode, exp
     assert {r.user_id: comparable(r) for r in await service.store.primary.list(secrets=True)} == before_rows
     assert store_bytes(service) == before_file
 
-    result = await service.apply_restore(plan)
+    result = await transfer.apply_restore(service, plan)
     replaced = {uid for uid, kind in kinds.items() if expected_actions[kind] in ("add", "replace")}
     assert set(result.written) == replaced
     after = {r.user_id: r for r in await service.store.primary.list(secrets=True)}
@@ -272,19 +275,19 @@ async def test_dry_run_diff_and_overwrite_modes(any_service, tmp_path, mode, exp
 async def test_same_time_different_expiry_is_a_conflict():
     backup = TokenRecord("u", "a", expires_at=1000.0, updated_at=500.0)
     stored = backup.evolve(access_token="b", expires_at=2000.0)
-    change = bk.classify(backup, stored, "newer")
+    change = transfer.classify(backup, stored, "newer")
     assert (change.kind, change.action) == ("conflict", "keep")
-    assert bk.classify(backup, stored, "always").action == "replace"
-    assert bk.classify(backup, backup.evolve(updated_at=500.0002), "newer").kind == "same"
+    assert transfer.classify(backup, stored, "always").action == "replace"
+    assert transfer.classify(backup, backup.evolve(updated_at=500.0002), "newer").kind == "same"
 
 
 async def test_unknown_overwrite_mode(file_service, tmp_path):
     await seed(file_service, make_records(1))
     target = tmp_path / "b.ccbackup"
-    await file_service.backup(target, PASS, kdf=WEAK)
-    contents = await file_service.open_backup(target, PASS, allow_weak_kdf=True)
+    await transfer.backup(file_service, target, PASS, kdf=WEAK)
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
     with pytest.raises(UsageError, match="overwrite"):
-        await file_service.plan_restore(contents, overwrite="sometimes")
+        await transfer.plan_restore(file_service, contents, overwrite="sometimes")
 
 
 # -- a refresh that lands during a restore ----------------------------------------------------
@@ -294,18 +297,18 @@ async def test_refresh_during_restore_keeps_the_newer_token(any_service, tmp_pat
     await login(service, "alice")
     await login(service, "bob")
     target = tmp_path / "b.ccbackup"
-    await service.backup(target, PASS, kdf=WEAK)
+    await transfer.backup(service, target, PASS, kdf=WEAK)
     # The stored rows become older than the backup's (as after a bad change), so the plan
     # replaces them; then a refresh lands between the plan and the write.
     for uid in ("alice", "bob"):
         record = await service.get_record(uid)
         await service.store.put_many([record.evolve(updated_at=record.updated_at - 600)])
-    contents = await service.open_backup(target, PASS, allow_weak_kdf=True)
-    plan = await service.plan_restore(contents, overwrite="always")
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+    plan = await transfer.plan_restore(service, contents, overwrite="always")
     assert {c.user_id: c.action for c in plan.changes} == {"alice": "replace", "bob": "replace"}
     refreshed = await service.refresh("alice", force=True)
     assert emulator.stats()["refresh_requests"] == 1
-    result = await service.apply_restore(plan)
+    result = await transfer.apply_restore(service, plan)
     assert result.written == ["bob"] and result.changed_meanwhile == ["alice"]
     service.forget()
     kept = await service.get_record("alice")
@@ -322,7 +325,7 @@ async def test_refresh_during_restore_keeps_the_newer_token(any_service, tmp_pat
 async def damage_scene(file_service, tmp_path):
     await seed(file_service, make_records(20))
     target = tmp_path / "b.ccbackup"
-    await file_service.backup(target, PASS, kdf=WEAK)
+    await transfer.backup(file_service, target, PASS, kdf=WEAK)
     await file_service.store.delete("user00004")  # a restore would add this user back
     return file_service, target, target.read_bytes()
 
@@ -330,9 +333,9 @@ async def damage_scene(file_service, tmp_path):
 async def _assert_refused(service: AuthService, path: Path, error, match: str, passphrase: str = PASS):
     before, trail = store_bytes(service), await service.audit_trail(limit=1000)
     with pytest.raises(error, match=match) as info:
-        contents = await service.open_backup(path, passphrase, allow_weak_kdf=True)
-        plan = await service.plan_restore(contents)
-        await service.apply_restore(plan)
+        contents = await transfer.open_backup(path, passphrase, allow_weak_kdf=True)
+        plan = await transfer.plan_restore(service, contents)
+        await transfer.apply_restore(service, plan)
     assert "\n" not in str(info.value)
     assert store_bytes(service) == before and await service.audit_trail(limit=1000) == trail
     assert await service.get_record("user00004") is None
@@ -384,47 +387,47 @@ async def test_not_a_backup_and_sql_hint(file_service, tmp_path):
     other = tmp_path / "notes.txt"
     other.write_text("hello, this is not a backup at all")
     with pytest.raises(BackupError, match="not a claude-console backup"):
-        await file_service.open_backup(other, PASS)
+        await transfer.open_backup(other, PASS)
     sql = tmp_path / "dump.sql"
     sql.write_text("-- claude-console SQL backup\nBEGIN;\n")
     with pytest.raises(BackupError, match="psql"):
-        await file_service.open_backup(sql, PASS)
+        await transfer.open_backup(sql, PASS)
     with pytest.raises(UsageError, match="does not exist"):
-        await file_service.open_backup(tmp_path / "missing.ccbackup", PASS)
+        await transfer.open_backup(tmp_path / "missing.ccbackup", PASS)
 
 
 # -- the KDF ---------------------------------------------------------------------------------
 
 def test_weak_kdf_refused_unless_allowed_and_huge_kdf_refused():
-    sealed = bk.seal(b"{}", PASS, kdf=WEAK)
+    sealed = seal(b"{}", PASS, kdf=WEAK)
     with pytest.raises(BackupError, match="below the minimum"):
-        bk.open_sealed(sealed, PASS, "f")
-    header, payload = bk.open_sealed(sealed, PASS, "f", allow_weak_kdf=True)
+        open_sealed(sealed, PASS, "f")
+    header, payload = open_sealed(sealed, PASS, "f", allow_weak_kdf=True)
     assert payload == b"{}" and header["kdf"]["n"] == 2 ** 10
-    huge = with_header(bk.seal(b"{}", PASS, kdf=WEAK), lambda h: h["kdf"].update(n=2 ** 30))
+    huge = with_header(seal(b"{}", PASS, kdf=WEAK), lambda h: h["kdf"].update(n=2 ** 30))
     with pytest.raises(BackupError, match="1 GiB"):
-        bk.open_sealed(huge, PASS, "f", allow_weak_kdf=True)
+        open_sealed(huge, PASS, "f", allow_weak_kdf=True)
 
 
 async def test_default_kdf_is_scrypt_2_17_recorded_in_the_header(file_service, tmp_path):
     await seed(file_service, make_records(2))
     target = tmp_path / "real.ccbackup"
-    summary = await file_service.backup(target, PASS)   # the real parameters: ~0.3 s each way
-    header, _, _ = bk.read_header(target.read_bytes(), "real")
+    summary = await transfer.backup(file_service, target, PASS)   # the real parameters: ~0.3 s each way
+    header, _, _ = read_header(target.read_bytes(), "real")
     assert header["kdf"]["name"] == "scrypt"
     assert (header["kdf"]["n"], header["kdf"]["r"], header["kdf"]["p"]) == (2 ** 17, 8, 1)
-    assert len(bk._unb64(header["kdf"]["salt"], "salt", "real")) == 16
+    assert len(_unb64(header["kdf"]["salt"], "salt", "real")) == 16
     assert summary.kdf == "scrypt n=2^17 r=8 p=1"
-    contents = await file_service.open_backup(target, PASS)   # no test-only flag needed
+    contents = await transfer.open_backup(target, PASS)   # no test-only flag needed
     assert len(contents.records) == 2
 
 
 def test_argon2id_round_trip():
-    sealed = bk.seal(b'{"x":1}', PASS, kdf=bk.ARGON2ID)
-    header, payload = bk.open_sealed(sealed, PASS, "f")
+    sealed = seal(b'{"x":1}', PASS, kdf=ARGON2ID)
+    header, payload = open_sealed(sealed, PASS, "f")
     assert payload == b'{"x":1}' and header["kdf"]["memory_kib"] >= 64 * 1024
     with pytest.raises(WrongPassphrase):
-        bk.open_sealed(sealed, "another passphrase", "f")
+        open_sealed(sealed, "another passphrase", "f")
 
 
 # -- SQL backups ------------------------------------------------------------------------------
@@ -432,7 +435,7 @@ def test_argon2id_round_trip():
 async def test_sql_format_needs_postgres(file_service, tmp_path):
     await seed(file_service, make_records(1))
     with pytest.raises(UsageError, match="PostgreSQL"):
-        await file_service.backup(tmp_path / "b.sql", None, fmt="sql")
+        await transfer.backup(file_service, tmp_path / "b.sql", None, fmt="sql")
     assert not (tmp_path / "b.sql").exists()
 
 
@@ -444,7 +447,7 @@ async def test_sql_backup_restores_with_psql(pg_service, pg_dsn, tmp_path):
     names, rows = await service.store.primary.export_rows()
     ciphertext = {r[0]: r[1] for r in rows}
     target = tmp_path / "tokens.sql"
-    summary = await service.backup(target, None, fmt="sql")
+    summary = await transfer.backup(service, target, None, fmt="sql")
     assert summary.users == 50 and stat.S_IMODE(target.stat().st_mode) == 0o600
     text = target.read_text()
     assert all(c in text for c in list(ciphertext.values())[:5])   # still under the store's key
@@ -480,7 +483,7 @@ async def test_restore_invalidates_the_redis_cache(keyed_env, redis_url, tmp_pat
         old = make_records(1, prefix="c")[0]
         await seed(writer, [old])
         target = tmp_path / "b.ccbackup"
-        await writer.backup(target, PASS, kdf=WEAK)
+        await transfer.backup(writer, target, PASS, kdf=WEAK)
         stored = await writer.store.primary.get(old.user_id)
         await writer.store.put_many([stored.evolve(access_token="sk-ant-oat01-stale-in-cache",
                                                    updated_at=stored.updated_at - 50)])
@@ -495,9 +498,9 @@ async def test_restore_invalidates_the_redis_cache(keyed_env, redis_url, tmp_pat
 
 
 def test_payload_is_columnar_json():
-    columns = {name: [] for name in bk.PAYLOAD_FIELDS}
-    payload = json.loads(bk._encode_payload(columns, "file", 1.0))
-    assert payload["kind"] == bk.PAYLOAD_KIND and payload["fields"] == list(bk.PAYLOAD_FIELDS)
+    columns = {name: [] for name in PAYLOAD_FIELDS}
+    payload = json.loads(encode_payload(columns, "file", 1.0))
+    assert payload["kind"] == PAYLOAD_KIND and payload["fields"] == list(PAYLOAD_FIELDS)
 
 
 def test_bulk_crypto_matches_one_by_one():

@@ -32,7 +32,7 @@ def sandbox_env(base_url: str, folder: str) -> dict[str, str]:
 
 
 def run_sandbox(args) -> int:
-    from .emulator import EmulatorServer
+    from ..emulator import EmulatorServer
 
     def _hang_up(signum, frame):  # a closed terminal or killed tmux: still clean up below
         raise SystemExit(128 + signum)
@@ -59,12 +59,9 @@ def run_sandbox(args) -> int:
             shell = os.environ.get("SHELL", "/bin/sh")
             return subprocess.call([shell], env=os.environ.copy())
         if not args.no_tui and sys.stdout.isatty():
-            try:
-                from .app import run_app
-            except ImportError:
-                run_app = None
-            if run_app is not None:
-                return run_app(sandbox=server.url)
+            from ..app import run_app
+
+            return run_app(sandbox=server.url)
         print("\n".join(banner + ["Point another shell at it with:"]), flush=True)
         for key, value in env.items():
             print(f"  export {key}={value}", flush=True)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from console.errors import NotLoggedIn, UsageError
-from console.seed import ClaudeAuthService
+from console.sdk.seed import ClaudeAuthService
 from console.store.file import FileTier
+from console.transfer import export_tokens, import_tokens
 
 MS = 1000
 
@@ -34,7 +35,7 @@ async def test_import_claude_code_from_the_default_path(service, console_env):
     expires = time.time() + 3 * 3600
     write_json(Path(console_env["HOME"]) / ".claude" / ".credentials.json",
                claude_code_credentials("sk-ant-oat01-from-claude-code", "sk-ant-ort01-cc", expires))
-    result = await service.import_tokens("claude-code", user_id="alice")
+    result = await import_tokens(service, "claude-code", user_id="alice")
     assert result.changed and result.origin.endswith(".claude/.credentials.json")
     record = await service.get_record("alice")
     assert record.access_token == "sk-ant-oat01-from-claude-code"
@@ -49,15 +50,15 @@ async def test_import_claude_code_from_the_default_path(service, console_env):
 
 async def test_import_claude_code_errors(service, tmp_path):
     with pytest.raises(UsageError, match="Claude Code's credentials are not at") as info:
-        await service.import_tokens("claude-code")
+        await import_tokens(service, "claude-code")
     assert "Keychain" in str(info.value)
     no_login = write_json(tmp_path / "creds.json", {"mcpOAuth": {}})
     with pytest.raises(UsageError, match="no claudeAiOauth"):
-        await service.import_tokens("claude-code", str(no_login))
+        await import_tokens(service, "claude-code", str(no_login))
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(UsageError, match="not JSON"):
-        await service.import_tokens("claude-code", str(broken))
+        await import_tokens(service, "claude-code", str(broken))
     assert await service.list_users() == []
 
 
@@ -67,7 +68,7 @@ async def test_import_env(service, monkeypatch, expires):
     monkeypatch.setenv("CLAUDE_ACCESS_TOKEN", "sk-ant-oat01-from-env")
     monkeypatch.setenv("CLAUDE_REFRESH_TOKEN", "sk-ant-ort01-from-env")
     monkeypatch.setenv("CLAUDE_EXPIRES_AT", str(int(at * MS) if expires == "ms" else int(at)))
-    result = await service.import_tokens("env", user_id="bob")
+    result = await import_tokens(service, "env", user_id="bob")
     assert result.origin == "environment"
     record = await service.get_record("bob")
     assert (record.access_token, record.refresh_token, record.source) == \
@@ -78,15 +79,15 @@ async def test_import_env(service, monkeypatch, expires):
 async def test_import_env_without_a_token(service, monkeypatch):
     monkeypatch.delenv("CLAUDE_ACCESS_TOKEN", raising=False)
     with pytest.raises(UsageError, match="CLAUDE_ACCESS_TOKEN is not set"):
-        await service.import_tokens("env")
+        await import_tokens(service, "env")
 
 
 async def test_import_seed_file_and_a_working_refresh(service, login, emulator, tmp_path):
     # A real token set: exported from one user, imported as another; the provider accepts it.
     await login(service, "source")
     exported = tmp_path / "seed.json"
-    await service.export_tokens(exported, "source")
-    result = await service.import_tokens("file", str(exported), "copy")
+    await export_tokens(service, exported, "source")
+    result = await import_tokens(service, "file", str(exported), "copy")
     original = await service.get_record("source")
     copy = await service.get_record("copy")
     assert (copy.access_token, copy.refresh_token) == (original.access_token, original.refresh_token)
@@ -100,12 +101,12 @@ async def test_import_seed_file_and_a_working_refresh(service, login, emulator, 
 async def test_import_file_refuses_our_own_multi_user_file(service, tmp_path):
     ours = write_json(tmp_path / "tokens.json", {"format": "claude-console/1", "users": {}})
     with pytest.raises(UsageError, match="multi-user"):
-        await service.import_tokens("file", str(ours))
+        await import_tokens(service, "file", str(ours))
     with pytest.raises(UsageError, match="does not exist"):
-        await service.import_tokens("file", str(tmp_path / "nope.json"))
+        await import_tokens(service, "file", str(tmp_path / "nope.json"))
     no_token = write_json(tmp_path / "empty.json", {"refreshToken": "x"})
     with pytest.raises(UsageError, match="no access token"):
-        await service.import_tokens("file", str(no_token))
+        await import_tokens(service, "file", str(no_token))
 
 
 async def test_import_never_replaces_a_later_token_unless_forced(service, tmp_path):
@@ -114,13 +115,13 @@ async def test_import_never_replaces_a_later_token_unless_forced(service, tmp_pa
                                                  "expiresAt": int(now + 7200)})
     earlier = write_json(tmp_path / "earlier.json", {"accessToken": "sk-ant-oat01-earlier", "refreshToken": "r2",
                                                      "expiresAt": int(now + 600)})
-    await service.import_tokens("file", str(later), "u")
+    await import_tokens(service, "file", str(later), "u")
     with pytest.raises(UsageError, match="expires later"):
-        await service.import_tokens("file", str(earlier), "u")
+        await import_tokens(service, "file", str(earlier), "u")
     assert (await service.get_record("u")).access_token == "sk-ant-oat01-later"
-    again = await service.import_tokens("file", str(later), "u")
+    again = await import_tokens(service, "file", str(later), "u")
     assert not again.changed
-    forced = await service.import_tokens("file", str(earlier), "u", force=True)
+    forced = await import_tokens(service, "file", str(earlier), "u", force=True)
     assert forced.changed and (await service.get_record("u")).access_token == "sk-ant-oat01-earlier"
     assert [e.action for e in await service.audit_trail("u", 10)] == ["import", "import"]
 
@@ -129,7 +130,7 @@ async def test_export_is_0600_in_the_seed_format(service, login, tmp_path, monke
     record = await login(service, "alice")
     target = tmp_path / "shared" / "alice.json"
     target.parent.mkdir(mode=0o755)
-    saved = await service.export_tokens(target, "alice")
+    saved = await export_tokens(service, target, "alice")
     assert saved.access_token == record.access_token
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert stat.S_IMODE(target.parent.stat().st_mode) == 0o755
@@ -150,13 +151,13 @@ async def test_export_is_0600_in_the_seed_format(service, login, tmp_path, monke
 
 async def test_export_errors(service, login, tmp_path):
     with pytest.raises(NotLoggedIn, match="nothing to export"):
-        await service.export_tokens(tmp_path / "x.json", "ghost")
+        await export_tokens(service, tmp_path / "x.json", "ghost")
     assert not (tmp_path / "x.json").exists()
     await login(service, "alice")
     existing = tmp_path / "keep.json"
     existing.write_text("keep me")
     with pytest.raises(UsageError, match="already exists"):
-        await service.export_tokens(existing, "alice")
+        await export_tokens(service, existing, "alice")
     assert existing.read_text() == "keep me"
-    await service.export_tokens(existing, "alice", force=True)
+    await export_tokens(service, existing, "alice", force=True)
     assert json.loads(existing.read_text())["accessToken"].startswith("sk-ant-")

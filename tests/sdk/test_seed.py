@@ -5,7 +5,7 @@ import time
 import pytest
 
 import console
-from console import seed
+from console.sdk import seed
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +74,21 @@ def test_seed_module_paths_exist():
     assert ClaudeAuthService is console.ClaudeAuthService and issubclass(ClaudeAuthService, console.AuthService)
     assert get_auth_service is console.get_auth_service and quick_authenticate is console.quick_authenticate
     assert ClaudeOAuthFlow is console.ClaudeOAuthFlow and ClaudeOAuthHandler is console.ClaudeOAuthHandler
+
+
+async def test_handler_store_tokens_goes_through_the_service(emulator):
+    # The seed's store_tokens replaces tokens the service already remembers: the write must drop
+    # the memory entry (or the old token keeps being served), be audited, and be a compare-and-swap.
+    flow = console.ClaudeOAuthFlow()
+    url, state = await flow.start_flow("dana")
+    first = await flow.complete_flow(emulator.approve(url)["code"], state)
+    service = console.get_auth_service()
+    assert await service.get_access_token("dana") == first["accessToken"]   # now in memory
+
+    handler = console.ClaudeOAuthHandler(service=service)
+    stored = await handler.store_tokens("dana", {"accessToken": "sk-ant-oat01-brought", "refreshToken": "r",
+                                                 "expires_in": 3600})
+    assert stored.version == 2
+    assert await service.get_access_token("dana") == "sk-ant-oat01-brought"
+    assert [e.action for e in await service.audit_trail("dana", 2)] == ["store", "login"]
+    await service.aclose()

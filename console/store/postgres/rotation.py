@@ -1,4 +1,4 @@
-"""Operator work on the PostgreSQL tier: re-encrypting every row to the first key.
+"""Key rotation on the PostgreSQL tier: re-encrypting every row to the first key.
 
 Rotation runs online: each batch is one short statement that writes only rows whose
 ``version`` is still the one read (a refresh that lands first wins, and it already encrypted
@@ -11,30 +11,24 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import CryptoError, NoKeyConfigured, UnknownKey
-from .base import RotationReport
-from .postgres import PENDING, TOKENS, PostgresTier
+from typing import TYPE_CHECKING
 
-_PAGE = f"""SELECT user_id, access_token_encrypted, refresh_token_encrypted, version FROM {TOKENS}
-    WHERE user_id > $1 ORDER BY user_id LIMIT $2"""
-_WRITE = f"""UPDATE {TOKENS} AS t SET access_token_encrypted = v.access, refresh_token_encrypted = v.refresh
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS v(user_id, access, refresh, version)
-    WHERE t.user_id = v.user_id AND t.version = v.version
-    RETURNING t.user_id"""
-_PENDING_PAGE = f"""SELECT state, verifier_encrypted FROM {PENDING} WHERE state > $1 ORDER BY state LIMIT $2"""
-_PENDING_WRITE = f"""UPDATE {PENDING} AS p SET verifier_encrypted = v.new
-    FROM unnest($1::text[], $2::text[], $3::text[]) AS v(state, old, new)
-    WHERE p.state = v.state AND p.verifier_encrypted = v.old
-    RETURNING p.state"""
+from ...errors import CryptoError, NoKeyConfigured, UnknownKey
+from ..base import RotationReport
+from .sql import ROTATE_PAGE, ROTATE_PENDING_PAGE, ROTATE_PENDING_WRITE, ROTATE_WRITE
+
+if TYPE_CHECKING:
+    from .tier import PostgresTier
 
 
-def _key_of(tier: PostgresTier, value: str | None) -> str:
+
+def _key_of(tier: "PostgresTier", value: str | None) -> str:
     if not value:
         return "?"
     return tier.keyring.value_key_id(value) or ("fernet" if value.startswith("gAAAAA") else "plaintext")
 
 
-async def rotate_keys(tier: PostgresTier, *, batch: int = 500,
+async def rotate_keys(tier: "PostgresTier", *, batch: int = 500,
                       progress: Callable[[RotationReport], None] | None = None,
                       on_batch: Callable[[list[str]], object] | None = None) -> RotationReport:
     """Re-encrypt every token row and pending verifier to the keyring's first key."""
@@ -59,7 +53,7 @@ async def _rotate_tokens(tier, batch, report, progress, on_batch) -> int:
     after, raced = "", 0
     report.current = 0
     while True:
-        rows = await tier._attempt(lambda conn: conn.fetch(_PAGE, after, batch))
+        rows = await tier.attempt(lambda conn: conn.fetch(ROTATE_PAGE, after, batch))
         if not rows:
             return raced
         after = rows[-1][0]
@@ -83,7 +77,7 @@ async def _rotate_tokens(tier, batch, report, progress, on_batch) -> int:
             refresh.append(keyring.encrypt(plain_refresh, user_id) if plain_refresh else None)
             versions.append(version)
         if users:
-            done = await tier._attempt(lambda conn: conn.fetch(_WRITE, users, access, refresh, versions))
+            done = await tier.attempt(lambda conn: conn.fetch(ROTATE_WRITE, users, access, refresh, versions))
             written = [r[0] for r in done]
             report.rotated += len(written)
             report.current += len(written)
@@ -102,7 +96,7 @@ async def _rotate_pending(tier, batch, report) -> None:
     keyring = tier.keyring
     after = ""
     while True:
-        rows = await tier._attempt(lambda conn: conn.fetch(_PENDING_PAGE, after, batch))
+        rows = await tier.attempt(lambda conn: conn.fetch(ROTATE_PENDING_PAGE, after, batch))
         if not rows:
             return
         after = rows[-1][0]
@@ -118,5 +112,5 @@ async def _rotate_pending(tier, batch, report) -> None:
             old.append(verifier)
             new.append(keyring.encrypt(plain, state))
         if states:
-            done = await tier._attempt(lambda conn: conn.fetch(_PENDING_WRITE, states, old, new))
+            done = await tier.attempt(lambda conn: conn.fetch(ROTATE_PENDING_WRITE, states, old, new))
             report.pending_rotated += len(done)

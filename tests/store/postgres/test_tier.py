@@ -8,23 +8,20 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from console.claude_oauth_db import ClaudeOAuthDatabase
 from console.crypto import Keyring, generate_key
-from console.errors import CryptoError, StaleWrite, StorageError, TierUnavailable, UnknownKey
+from console.errors import CryptoError, StaleWrite, TierUnavailable, UnknownKey
 from console.store.base import AuditEvent, PendingLogin
 from console.store.file import FileTier
 from console.store.hierarchy import Hierarchy
-from console.store.postgres import (_FIELDS, MIGRATIONS, TOKENS, PostgresTier, _connect_options,
-                                    apply_migrations, lock_key, migrations)
+from console.store.postgres import FIELDS, TOKENS, PostgresTier, connect_options, lock_key, migrations
 from console.tokens import HIDDEN, TokenRecord
 
 pytestmark = pytest.mark.postgres
 
-ROOT = Path(__file__).resolve().parents[2]
 ACCESS = "sk-ant-oat01-ACCESS-plaintext-marker-0123456789"
 REFRESH = "sk-ant-ort01-REFRESH-plaintext-marker-0123456789"
 
@@ -88,70 +85,9 @@ def record(user_id: str = "alice", **changes) -> TokenRecord:
     return base.evolve(**changes)
 
 
-@pytest.fixture
-def key() -> str:
-    return generate_key()
+# -- the schema as the seed's SQL sees it -----------------------------------------------
 
-
-@pytest.fixture
-async def tier(pg_dsn, key):
-    t = PostgresTier(pg_dsn, Keyring.from_spec(key))
-    yield t
-    await t.close()
-
-
-async def connect(dsn):
-    import asyncpg
-
-    return await asyncpg.connect(dsn)
-
-
-# -- migrations ------------------------------------------------------------------------------
-
-def test_root_migration_is_the_first_shipped_migration():
-    shipped = migrations()
-    assert [m.id[:4] for m in shipped] == [f"{i:04d}" for i in range(1, len(shipped) + 1)]
-    root = (ROOT / "migrations" / "add_claude_oauth_tokens.sql").read_text()
-    assert root == shipped[0].sql
-
-
-async def test_migrations_are_idempotent_and_recorded(pg_dsn, tier):
-    applied = await tier.migrate()
-    assert applied == [m.id for m in migrations()]
-    assert await tier.migrate() == []
-    conn = await connect(pg_dsn)
-    try:
-        for m in migrations():  # by hand, again, as psql -f would: no error, no change
-            await conn.execute(m.sql)
-        rows = await conn.fetch(f"SELECT id FROM {MIGRATIONS} ORDER BY id")
-        assert [r[0] for r in rows] == [m.id for m in migrations()]
-    finally:
-        await conn.close()
-
-
-async def test_concurrent_starts_apply_each_migration_once(pg_dsn):
-    conns = [await connect(pg_dsn) for _ in range(4)]
-    try:
-        results = await asyncio.gather(*[apply_migrations(c) for c in conns])
-        ran = [mid for result in results for mid in result]
-        assert sorted(ran) == [m.id for m in migrations()]  # each exactly once, no error
-    finally:
-        for c in conns:
-            await c.close()
-
-
-def test_root_file_runs_with_psql_twice(pg_dsn):
-    psql = subprocess.run(["which", "psql"], capture_output=True, text=True).stdout.strip()
-    if not psql:
-        pytest.skip("psql is not installed")
-    for _ in range(2):
-        done = subprocess.run([psql, "-v", "ON_ERROR_STOP=1", "-q", "-d", pg_dsn, "-f",
-                               str(ROOT / "migrations" / "add_claude_oauth_tokens.sql")],
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-
-
-async def test_uses_an_existing_litellm_user_table(pg_dsn, key):
+async def test_uses_an_existing_litellm_user_table(pg_dsn, key, connect):
     conn = await connect(pg_dsn)
     try:  # a LiteLLM-shaped user table, created before us
         await conn.execute('''CREATE TABLE "LiteLLM_UserTable" (
@@ -175,7 +111,7 @@ async def test_uses_an_existing_litellm_user_table(pg_dsn, key):
         await conn.close()
 
 
-async def test_seed_sql_runs_unchanged(pg_dsn, tier):
+async def test_seed_sql_runs_unchanged(pg_dsn, tier, connect):
     await tier.put(record("alice"), 0)
     await tier.put(record("bob", expires_at=time.time() - 60), 0)
     await tier.put(record("dave", refresh_token=None, expires_at=time.time() - 60), 0)
@@ -199,7 +135,7 @@ async def test_seed_sql_runs_unchanged(pg_dsn, tier):
 
 # -- records, encryption ---------------------------------------------------------------------
 
-async def test_round_trip_encrypted_at_rest(pg_dsn, tier, key):
+async def test_round_trip_encrypted_at_rest(pg_dsn, tier, key, connect):
     stored = await tier.put(record("alice", last_refresh_error="boom", refresh_failures=2), 0)
     assert stored.version == 1 and stored.source == "postgres" and stored.created_at > 0
     got = await tier.get("alice")
@@ -261,7 +197,7 @@ async def test_a_listed_row_is_the_stored_record_with_tokens_hidden(tier):
         await tier.put(listed.evolve(access_token=f"{ACCESS}-old"), listed.version)
 
 
-async def test_unknown_key_is_named_and_nothing_is_overwritten(pg_dsn, tier):
+async def test_unknown_key_is_named_and_nothing_is_overwritten(pg_dsn, tier, connect):
     await tier.put(record("alice"), 0)
     old_kid = tier.keyring.primary_id
     conn = await connect(pg_dsn)
@@ -328,7 +264,7 @@ async def test_touch_records_use_without_a_new_version(tier):
 
 # -- the lock --------------------------------------------------------------------------------
 
-async def test_locked_reads_and_writes_in_the_lock_transaction(pg_dsn, tier):
+async def test_locked_reads_and_writes_in_the_lock_transaction(pg_dsn, tier, connect):
     await tier.put(record("alice"), 0)
     conn = await connect(pg_dsn)
     try:
@@ -379,7 +315,7 @@ async def test_lock_excludes_other_holders_and_commits_on_error(pg_dsn, tier, ke
 
 # -- pending logins and audit ----------------------------------------------------------------
 
-async def test_pending_logins_are_taken_once_and_encrypted(pg_dsn, tier):
+async def test_pending_logins_are_taken_once_and_encrypted(pg_dsn, tier, connect):
     now = time.time()
     verifier = "v" * 64
     await tier.save_pending(PendingLogin("s1", verifier, "alice", "https://cb", now - 5, now + 600))
@@ -459,29 +395,13 @@ async def test_health_counts_rows_under_older_keys(pg_dsn, key):
 
 def test_rows_fill_every_record_field():
     # records are built without __init__ (100 000 at a time): every field must come from the row
-    assert set(_FIELDS) | {"source"} == {f.name for f in dataclasses.fields(TokenRecord)}
-
-
-async def test_a_failing_migration_is_one_line_and_changes_nothing(pg_dsn, key):
-    conn = await connect(pg_dsn)
-    try:  # a table in the way, with a column of the wrong type: 0001 cannot add its foreign key
-        await conn.execute('CREATE TABLE "LiteLLM_UserTable" (user_id INTEGER PRIMARY KEY)')
-        tier = PostgresTier(pg_dsn, Keyring.from_spec(key))
-        try:
-            with pytest.raises(StorageError, match="migration 0001_claude_oauth_tokens failed") as caught:
-                await tier.get("alice")
-            assert "\n" not in str(caught.value)
-        finally:
-            await tier.close()
-        assert await conn.fetchval("SELECT to_regclass('\"LiteLLM_ClaudeOAuthTokens\"')") is None
-    finally:
-        await conn.close()
+    assert set(FIELDS) | {"source"} == {f.name for f in dataclasses.fields(TokenRecord)}
 
 
 def test_pgbouncer_flag_turns_off_the_statement_cache():
-    dsn, options = _connect_options("postgresql://u:p@h:6432/db?pgbouncer=true&sslmode=disable")
+    dsn, options = connect_options("postgresql://u:p@h:6432/db?pgbouncer=true&sslmode=disable")
     assert dsn == "postgresql://u:p@h:6432/db?sslmode=disable" and options == {"statement_cache_size": 0}
-    assert _connect_options("postgresql://h/db") == ("postgresql://h/db", {})
+    assert connect_options("postgresql://h/db") == ("postgresql://h/db", {})
 
 
 def test_importing_the_tier_does_not_import_asyncpg():

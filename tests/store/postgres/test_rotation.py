@@ -15,7 +15,7 @@ from console.crypto import Keyring, generate_key
 from console.errors import UnknownKey
 from console.service import AuthService
 from console.store.base import PendingLogin
-from console.store.pgadmin import rotate_keys
+from console.store.postgres import rotate_keys
 from console.store.postgres import PostgresTier
 from console.tokens import TokenRecord
 
@@ -111,7 +111,7 @@ async def test_a_write_landing_mid_batch_wins(pg_dsn):
     replica = PostgresTier(pg_dsn, Keyring.from_spec(f"{new},{old}"))
 
     tier = PostgresTier(pg_dsn, Keyring.from_spec(f"{new},{old}"))
-    original = tier._attempt
+    original = tier.attempt
     calls = {"n": 0}
 
     async def attempt(fn, **kw):
@@ -122,7 +122,7 @@ async def test_a_write_landing_mid_batch_wins(pg_dsn):
                               current.version)
         return await original(fn, **kw)
 
-    tier._attempt = attempt
+    tier.attempt = attempt
     try:
         report = await rotate_keys(tier, batch=10)
         assert report.raced == 1 and report.rotated == 1 and report.complete

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from . import oauth as oauth_mod
-from .config import Settings, load_settings
-from .errors import ConsoleError
-from .service import AuthService
-from .tokens import TokenRecord, parse_expires_at
+from .. import oauth as oauth_mod
+from ..config import Settings, load_settings
+from ..errors import ConsoleError
+from ..service import AuthService
+from ..tokens import TokenRecord, parse_expires_at
 
 log = logging.getLogger("console.seed")
 
@@ -93,11 +93,11 @@ class ClaudeAuthService(AuthService):
     def get_headers(self, access_token: str | None = None) -> dict[str, str]:
         """Bearer + beta header for the last token this process loaded (seed: sync)."""
         if access_token is None:
-            hit = self._mem.get(self.settings.default_user)
-            if hit is None:
+            last = self.remembered(self.settings.default_user)
+            if last is None:
                 raise ValueError("No access token available. Please authenticate first: "
                                  "claude-console login (or await get_access_token() first)")
-            access_token = hit[0].access_token
+            access_token = last.access_token
         return super().get_headers(access_token)
 
 
@@ -202,9 +202,14 @@ class ClaudeOAuthHandler(_UsesService):
         return None
 
     async def store_tokens(self, user_id: str, token_data: dict[str, Any]) -> TokenRecord:
+        """Replace the user's tokens through the service: a compare-and-swap on the version
+        read under the lock, the memory cache dropped, the write audited (``store``)."""
         record = record_of(user_id, token_data)
         async with self.service.store.locked(user_id):
-            saved = await self.service._save_tokens(user_id, record)
+            existing = await self.service.read_fresh(user_id)
+            version = existing.version if existing is not None and existing.source != "env" else 0
+            saved = await self.service.store_record(record, expected_version=version, action="store",
+                                                    detail="seed SDK store_tokens")
         self.user_id = user_id
         self._adopt(saved)
         return saved
