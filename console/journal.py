@@ -112,6 +112,9 @@ class RescueJournal:
             raise StorageError(f"cannot prepare the rescue journal {self.path}: {exc.strerror}") from None
         self._fd = fd
 
+    def _exists(self) -> bool:
+        return self._fd is not None or self.path.exists()
+
     def close(self) -> None:
         if self._map is not None:
             with contextlib.suppress(Exception):
@@ -178,7 +181,10 @@ class RescueJournal:
 
     def pending(self, user_id: str | None = None) -> list[Entry]:
         """Entries not yet marked done (for ``user_id``, or everyone), oldest first. An entry
-        this keyring cannot open, or a torn one, is skipped with a warning."""
+        this keyring cannot open, or a torn one, is skipped with a warning. A journal that was
+        never made holds nothing: reading does not make it."""
+        if not self._exists():
+            return []
         try:
             self.open()
         except StorageError:
@@ -217,6 +223,8 @@ class RescueJournal:
 
     def pending_digests(self) -> set[bytes]:
         """User digests of every pending slot, without opening any (for counting and health)."""
+        if not self._exists():
+            return set()
         try:
             self.open()
         except StorageError:
