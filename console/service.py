@@ -20,8 +20,9 @@ from typing import Any
 
 from . import oauth as oauth_mod
 from .config import Settings, load_settings
-from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn, OAuthError,
-                     StaleWrite, TransientOAuthError)
+from .errors import (AccountBlocked, ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn,
+                     OAuthError, StaleWrite, TransientOAuthError)
+from .refusals import Answer, refusal
 from .store import AuditEvent, Hierarchy, PendingLogin, TierHealth, build_store
 from .tokens import Status, TokenRecord, token_status
 
@@ -60,6 +61,25 @@ def _start_task(coro) -> asyncio.Task:
 
 def login_hint(user_id: str) -> str:
     return f"run: claude-console login --user {user_id}"
+
+
+def user_line(exc: OAuthError, user_id: str) -> tuple[str, str]:
+    """A refusal's line and hint (console/refusals.py) with the user named."""
+    if exc.kind is None:
+        return exc.message, exc.hint or login_hint(user_id)
+    answer = Answer("", exc.status or 0, exc.error, exc.description)
+    return refusal(exc.kind).line(answer, user=user_id)
+
+
+def blocked_error(user_id: str, record: TokenRecord, status: Status) -> AccountBlocked:
+    """The line for a record Claude refused earlier (``account_disabled``, ``oauth_not_allowed``)."""
+    said = (record.last_refresh_error or "").split(":", 1)[-1].strip()
+    row = refusal(status.value)
+    _, hint = row.line(Answer("", 0), user=user_id)
+    what = "disabled the organization" if status is Status.ACCOUNT_DISABLED else \
+        "does not allow OAuth for the organization"
+    return AccountBlocked(f"user {user_id!r} is {status.value}: Claude {what} (it said \"{said}\")",
+                          hint=hint, kind=status.value, description=said)
 
 
 class AuthService:
@@ -189,7 +209,12 @@ class AuthService:
         if status is Status.NEEDS_LOGIN:
             raise NeedsLogin(f"user {uid!r} must log in again: the refresh token was rejected",
                              hint=login_hint(uid))
+        if status.blocked:
+            raise blocked_error(uid, record, status)
         if status is Status.EXPIRED:
+            if record.long_lived:
+                raise NeedsLogin(f"the long-lived token of user {uid!r} has expired (long-lived tokens are "
+                                 "never refreshed)", hint=login_hint(uid) + " --long-lived")
             raise NeedsLogin(f"the token of user {uid!r} has expired and there is no refresh token",
                              hint=login_hint(uid))
         if not auto_refresh:
@@ -272,12 +297,18 @@ class AuthService:
                 raise NeedsLogin(f"user {uid!r} must log in again: the refresh token was rejected",
                                  hint=login_hint(uid))
             if not current.refresh_token:
+                if current.long_lived:
+                    raise NeedsLogin(f"user {uid!r} holds a long-lived token, which is never refreshed",
+                                     hint=login_hint(uid) + " --long-lived, when it expires")
                 raise NeedsLogin(f"user {uid!r} has no refresh token", hint=login_hint(uid))
             asked = time.monotonic()
             try:
-                answer = await self.oauth.refresh(current.refresh_token)
+                scoped = (current.scopes,) if self.settings.refresh_scope else ()  # claude_oauth.refresh_scope
+                answer = await self.oauth.refresh(current.refresh_token, *scoped)
             except InvalidGrant as exc:
                 return await self._refresh_rejected(uid, current, exc)
+            except AccountBlocked as exc:
+                raise await self._refresh_blocked(uid, current, exc) from None
             except OAuthError as exc:
                 await self._refresh_failed(uid, current, exc)
                 raise
@@ -317,8 +348,25 @@ class AuthService:
             except StaleWrite:
                 pass
         await self._audit("refresh_failed", uid, False, str(exc))
-        raise NeedsLogin(f"user {uid!r} must log in again: the provider rejected the refresh token "
-                         "(invalid_grant)", hint=login_hint(uid)) from exc
+        message, hint = user_line(exc, uid)
+        raise NeedsLogin(message, hint=hint) from exc
+
+    async def _refresh_blocked(self, uid: str, current: TokenRecord, exc: AccountBlocked) -> AccountBlocked:
+        """Claude refused the organization: keep the tokens, mark the record so nothing
+        automatic refreshes it again; a login or ``refresh --user`` clears it."""
+        self.forget(uid)
+        if current.source != "env":
+            marked = current.evolve(needs_login=True, last_refresh_error=f"{exc.kind}: {exc.description}",
+                                    last_refresh_error_at=time.time(),
+                                    refresh_failures=current.refresh_failures + 1)
+            try:
+                await self._save_tokens(uid, marked, expected_version=current.version)
+            except (StaleWrite, ConsoleError) as write_exc:
+                log.debug("refusal note for %s not stored: %s", uid, write_exc)
+        await self._audit("refresh_failed", uid, False, str(exc))
+        message, hint = user_line(exc, uid)
+        return AccountBlocked(message, hint=hint, status=exc.status, error=exc.error, kind=exc.kind,
+                              exit_code=exc.exit_code, description=exc.description)
 
     async def _refresh_failed(self, uid: str, current: TokenRecord, exc: OAuthError) -> None:
         """Record the failure; the tokens themselves stay exactly as they were."""
@@ -382,9 +430,10 @@ class AuthService:
         except InvalidGrant as exc:
             await self.store.save_pending(pending)  # the login stays open for a corrected code
             await self._audit("login", uid, False, str(exc))
-            raise LoginError("the code was rejected (invalid_grant): it is wrong, expired or already used",
-                             hint="open the login URL again and paste the new code, or "
-                                  + login_hint(uid)) from exc
+            message, hint = user_line(exc, uid)
+            failure = LoginError(message, hint=hint)
+            failure.exit_code = exc.exit_code
+            raise failure from exc
         except OAuthError as exc:
             await self.store.save_pending(pending)
             await self._audit("login", uid, False, str(exc))
@@ -579,6 +628,7 @@ class AuthService:
             "last_used": record.last_used,
             "refresh_count": record.refresh_count,
             "last_refresh_error": record.last_refresh_error,
+            "long_lived": record.long_lived,
         }
 
     # -- using the token ---------------------------------------------------------------
@@ -589,7 +639,7 @@ class AuthService:
         token = await self.get_access_token(uid)
         response = await self.oauth.api(method, path, token, **kwargs)
         if response.status_code != 401:
-            return response
+            return await self._api_answer(uid, response)
         self.forget(uid)
         record = await self._load_tokens(uid)
         if record is None:
@@ -598,11 +648,36 @@ class AuthService:
             record = await self._refresh_single_flight(uid, record, force=True)
         response = await self.oauth.api(method, path, record.access_token, **kwargs)
         if response.status_code == 401:
-            raise OAuthError(f"the API rejected the token of user {uid!r} even after a refresh (HTTP 401)",
-                             hint=login_hint(uid), status=401)
+            refused = oauth_mod.refusal_error(oauth_mod.answer_of(response, "api"), what="API call", user=uid)
+            if refused.kind is None:
+                raise OAuthError(f"the API rejected the token of user {uid!r} even after a refresh (HTTP 401)",
+                                 hint=login_hint(uid), status=401)
+            raise refused
+        return await self._api_answer(uid, response)
+
+    async def _api_answer(self, uid: str, response):
+        """An API answer, unless it is a refusal the table names for the account: a disabled or
+        OAuth-refusing organization marks the record; Claude-Code-only and a missing beta raise."""
+        if response.status_code < 400 or response.status_code == 429 or response.status_code >= 500:
+            return response
+        refused = oauth_mod.refusal_error(oauth_mod.answer_of(response, "api"), what="API call", user=uid)
+        if isinstance(refused, AccountBlocked):
+            async with self.store.locked(uid):
+                current = await self._load_fresh(uid)
+                if current is not None:
+                    raise await self._refresh_blocked(uid, current, refused)
+            raise refused
+        if refused.kind in ("claude_code_only", "beta_missing"):
+            raise refused
         return response
 
     async def profile(self, user_id: str | None = None) -> dict[str, Any]:
+        record = await self.cached_record(user_id)
+        if record is not None and record.long_lived:
+            uid = self.user(user_id)
+            raise ConsoleError(f"user {uid!r} holds a long-lived token (scope user:inference only), so "
+                               "profile and usage calls are skipped: they need user:profile",
+                               hint=f"for the account details run: claude-console login --user {uid}")
         response = await self.call_api("GET", "/api/oauth/profile", user_id)
         if response.status_code >= 400:
             raise OAuthError(f"the profile endpoint answered HTTP {response.status_code}",

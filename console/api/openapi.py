@@ -17,7 +17,8 @@ _NNUM = {"type": ["number", "null"]}
 _INT = {"type": "integer"}
 _USER_ID = {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX, "pattern": USER_ID_PATTERN,
             "description": "The user whose tokens to use; default: the server's default user."}
-_STATUSES = ["active", "expiring", "expired_refreshable", "expired", "needs_login", "not_logged_in"]
+_STATUSES = ["active", "expiring", "expired_refreshable", "expired", "needs_login", "account_disabled",
+             "oauth_not_allowed", "not_logged_in"]
 
 _REASONS = {
     400: "Bad request: malformed JSON, or the login or code was refused",

@@ -106,13 +106,19 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
     left = report["expires_in"]
     status = report["status"]
     when = f"expires in {format_duration(left)}" if left > 0 else f"expired {format_duration(-left)} ago"
-    lines = [f"{uid}: {status.replace('_', ' ')}, {when} ({format_time(report['expires_at'])})",
+    kind = " (long-lived)" if report.get("long_lived") else ""
+    lines = [f"{uid}: {status.replace('_', ' ')}{kind}, {when} ({format_time(report['expires_at'])})",
              f"  account  {report['account_email'] or 'unknown'}"
              + (f" ({report['organization']})" if report.get("organization") else ""),
              f"  source   {report['source']}",
              f"  refreshes {report['refresh_count']}, last used {format_time(report['last_used'])}"]
+    if report.get("long_lived"):
+        lines.append("  long-lived token (user:inference only): never refreshed; log in again when it expires")
     if status == "needs_login":
         lines.append(f"  the refresh token was rejected. Run: claude-console login --user {uid}")
+    elif status in ("account_disabled", "oauth_not_allowed"):
+        lines.append("  Claude refused the organization; the tokens are kept and not refreshed. Once resolved "
+                     f"run: claude-console refresh --user {uid} (or log in again)")
     elif status == "expired":
         lines.append(f"  no refresh token. Run: claude-console login --user {uid}")
     elif status in ("expiring", "expired_refreshable"):
@@ -228,7 +234,8 @@ def cmd_users(args) -> int:
             return 0
         out(f"{'USER':<20} {'STATUS':<20} {'EXPIRES IN':>11}  {'REFRESHES':>9}  {'SOURCE':<8} ACCOUNT")
         for r in reports:
-            out(f"{r['user_id'][:20]:<20} {r['status']:<20} {format_duration(r['expires_in']):>11}  "
+            shown = r["status"] + (" long-lived" if r.get("long_lived") else "")
+            out(f"{r['user_id'][:20]:<20} {shown:<20} {format_duration(r['expires_in']):>11}  "
                 f"{r['refresh_count']:>9}  {r['source']:<8} {r['account_email'] or ''}")
         return 0
 
