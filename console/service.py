@@ -381,17 +381,22 @@ class AuthService:
 
     # -- login -------------------------------------------------------------------------
 
-    async def start_login(self, user_id: str | None = None, redirect_uri: str | None = None) -> LoginStart:
+    async def start_login(self, user_id: str | None = None, redirect_uri: str | None = None, *,
+                          long_lived: bool = False) -> LoginStart:
+        """``long_lived``: a setup token as ``claude setup-token`` gets one (a year, scope
+        user:inference, no refresh token, never refreshed)."""
         uid = self.user(user_id)
         verifier = oauth_mod.new_verifier()
         state = oauth_mod.new_state()
         now = time.time()
         redirect = redirect_uri or self.settings.redirect_uri
-        pending = PendingLogin(state=state, verifier=verifier, user_id=uid, redirect_uri=redirect,
+        pending = PendingLogin(state=state, verifier=verifier, user_id=uid,
+                               redirect_uri=redirect + (PendingLogin.LONG_LIVED_MARK if long_lived else ""),
                                created_at=now, expires_at=now + self.settings.pending_ttl)
         await self.store.sweep_pending()
         await self.store.save_pending(pending)
-        url = oauth_mod.authorize_url(self.settings, state=state,
+        asked = self.settings.replace(scopes=oauth_mod.LONG_LIVED_SCOPE) if long_lived else self.settings
+        url = oauth_mod.authorize_url(asked, state=state,
                                       challenge=oauth_mod.challenge_for(verifier), redirect_uri=redirect)
         return LoginStart(uid, url, state, pending.expires_at)
 
@@ -426,7 +431,8 @@ class AuthService:
             raise
         try:
             answer = await self.oauth.exchange(code, state=pending.state, verifier=pending.verifier,
-                                               redirect_uri=pending.redirect_uri)
+                                               redirect_uri=pending.sent_redirect_uri,
+                                               **({"long_lived": True} if pending.long_lived else {}))
         except InvalidGrant as exc:
             await self.store.save_pending(pending)  # the login stays open for a corrected code
             await self._audit("login", uid, False, str(exc))
@@ -593,12 +599,13 @@ class AuthService:
         return await backup_mod.apply_restore(self, plan, batch_size=batch_size, progress=progress)
 
     async def import_tokens(self, source: str, path: str | None = None, user_id: str | None = None, *,
-                            force: bool = False):
-        """Store tokens from Claude Code (``claude-code``), the environment (``env``) or a seed
-        token file (``file``) for one user."""
+                            force: bool = False, expires_at: float | None = None):
+        """Store tokens from Claude Code (``claude-code``), the environment (``env``: also a setup
+        token in ``CLAUDE_CODE_OAUTH_TOKEN``) or a seed token file (``file``) for one user;
+        ``expires_at`` overrides the expiry the source gives (or lacks)."""
         from . import backup as backup_mod
 
-        return await backup_mod.import_tokens(self, source, path, user_id, force=force)
+        return await backup_mod.import_tokens(self, source, path, user_id, force=force, expires_at=expires_at)
 
     async def export_tokens(self, path, user_id: str | None = None, *, force: bool = False) -> TokenRecord:
         """One user's tokens in the seed's single-user file format, 0600, atomically."""

@@ -16,7 +16,8 @@ from .output import emit_json, err, isatty, out, run
 
 def cmd_login(args) -> int:
     async def body(service) -> int:
-        start = await service.start_login(args.user, redirect_uri=args.redirect_uri)
+        start = await service.start_login(args.user, redirect_uri=args.redirect_uri,
+                                          long_lived=args.long_lived)
         if args.json:
             emit_json({"authorization_url": start.authorization_url, "state": start.state,
                        "expires_at": start.expires_at, "user_id": start.user_id})
@@ -81,7 +82,8 @@ def _print_logged_in(service, record) -> None:
     from ..tokens import format_duration
 
     who = record.account_email or "unknown account"
-    out(f"Logged in user '{record.user_id}' as {who}; the token expires in {format_duration(left)} "
+    kind = "long-lived token (never refreshed)" if record.long_lived else "token"
+    out(f"Logged in user '{record.user_id}' as {who}; the {kind} expires in {format_duration(left)} "
         f"({format_time(record.expires_at)}).")
 
 

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-browser", action="store_true", help="never try to open a browser")
     p.add_argument("--no-wait", action="store_true", help="do not prompt for the code")
     p.add_argument("--redirect-uri", metavar="URI", help="override the redirect URI for this login")
+    p.add_argument("--long-lived", action="store_true",
+                   help="a long-lived token as `claude setup-token` gets: a year, inference only, no refresh "
+                        "token, never refreshed")
     p.add_argument("--json", action="store_true", help="print {authorization_url, state, expires_at}")
 
     p = verb("callback", cmd_callback, "finish a login with CODE#STATE, the callback URL or the code")
@@ -200,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = import_source("claude-code", "Claude Code's credentials (default: ~/.claude/.credentials.json)")
     s.add_argument("path", metavar="PATH", nargs="?", help="the credentials file")
-    import_source("env", "CLAUDE_ACCESS_TOKEN, CLAUDE_REFRESH_TOKEN and CLAUDE_EXPIRES_AT")
+    s = import_source("env", "CLAUDE_ACCESS_TOKEN, CLAUDE_REFRESH_TOKEN and CLAUDE_EXPIRES_AT, or a "
+                             "long-lived setup token in CLAUDE_CODE_OAUTH_TOKEN")
+    s.add_argument("--expires-at", metavar="WHEN",
+                   help="the token's expiry: seconds or milliseconds since the epoch, or an ISO-8601 time "
+                        "(a setup token's is otherwise taken as a year from now)")
     s = import_source("file", "the seed's single-user token file {accessToken, refreshToken, expiresAt}")
     s.add_argument("path", metavar="PATH", help="the token file")
 
