@@ -243,6 +243,15 @@ class AuthService:
         except ConsoleError as exc:
             log.debug("last_used for %s not recorded: %s", uid, exc)
 
+    async def hand_out(self, user_id: str | None, to: str) -> TokenRecord:
+        """A valid access token for a process that does not refresh (Claude Code run by ``exec``,
+        a sidecar): refreshed first when inside the buffer, audited. The console stays the one
+        refresher of the account; callers pass on ``access_token`` and ``expires_at`` only."""
+        uid = self.user(user_id)
+        record = await self._valid_record(uid, self.settings.auto_refresh)
+        await self._audit("token_handed_out", uid, True, f"to {to}")
+        return record
+
     async def ensure_authenticated(self, user_id: str | None = None) -> bool:
         try:
             return bool(await AuthService.get_access_token(self, user_id))

@@ -222,6 +222,39 @@ def cmd_token(args) -> int:
     return run(args, body)
 
 
+def cmd_exec(args) -> int:
+    """Run CMD with a valid access token in CLAUDE_CODE_OAUTH_TOKEN; CMD's exit code is ours."""
+    from ..handoff import child_environment
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise UsageError("exec needs a command to run", hint="e.g. claude-console exec --user U -- claude")
+    program = command[0] if os.sep in command[0] else shutil.which(command[0])
+    if program is None or not os.access(program, os.X_OK):
+        missing = ConsoleError(f"command not found: {command[0]}", hint="check the name and PATH; nothing was run")
+        missing.exit_code = 127
+        raise missing
+    handed: dict[str, str] = {}
+
+    async def body(service) -> int:
+        record = await service.hand_out(args.user, f"exec:{os.path.basename(command[0])}")
+        handed["token"] = record.access_token
+        return 0
+
+    run(args, body)
+    env = child_environment(os.environ, handed.pop("token"))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:  # the child replaces this process: its exit code and signals are the caller's directly
+        os.execve(program, command, env)
+    except OSError as exc:
+        failed = ConsoleError(f"cannot run {command[0]}: {exc.strerror}", hint="nothing was run")
+        failed.exit_code = 126
+        raise failed from None
+
+
 def cmd_users(args) -> int:
     async def body(service) -> int:
         from ..tokens import format_duration

@@ -6,14 +6,14 @@ import argparse
 import sys
 
 from ..errors import ConsoleError
-from .accounts import (cmd_audit, cmd_callback, cmd_login, cmd_logout, cmd_refresh, cmd_status,
-                       cmd_token, cmd_users)
+from .accounts import (cmd_audit, cmd_callback, cmd_exec, cmd_login, cmd_logout, cmd_refresh,
+                       cmd_status, cmd_token, cmd_users)
 from .files import RefuseOnCommandLine, cmd_backup, cmd_export, cmd_import, cmd_restore
 from .output import err, isatty, out
 from .servers import (cmd_health, cmd_migrate, cmd_refresher, cmd_rotate_key, cmd_sandbox, cmd_serve,
                       cmd_web)
 
-VERBS = ("login", "callback", "status", "refresh", "logout", "token", "users", "audit", "health",
+VERBS = ("login", "callback", "status", "refresh", "logout", "token", "exec", "users", "audit", "health",
          "sandbox", "serve", "web", "migrate", "rotate-key", "refresher", "backup", "restore",
          "import", "export")
 
@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
     verb("token", cmd_token, "print only a valid access token (refreshing when needed)")
+
+    p = verb("exec", cmd_exec, "run CMD (e.g. claude) with a valid access token in CLAUDE_CODE_OAUTH_TOKEN; "
+             "the refresh token stays here; CMD's exit code is passed through")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
     p = verb("users", cmd_users, "list every user with status, expiry and source", user=False)
     p.add_argument("--json", action="store_true")
