@@ -15,6 +15,15 @@ from .output import emit_json, err, isatty, out, run
 
 
 def cmd_login(args) -> int:
+    if args.port is not None and not args.loopback:
+        raise UsageError("--port is for --loopback logins", hint="add --loopback, or leave out --port")
+    if args.loopback:
+        if args.redirect_uri:
+            raise UsageError("--loopback sets the redirect URI itself", hint="leave out --redirect-uri")
+        if args.port is not None and not 0 <= args.port <= 65535:
+            raise UsageError(f"--port {args.port} is not a port", hint="give 1-65535, or leave it out")
+        return _login_loopback(args)
+
     async def body(service) -> int:
         start = await service.start_login(args.user, redirect_uri=args.redirect_uri,
                                           long_lived=args.long_lived)
@@ -44,6 +53,56 @@ def cmd_login(args) -> int:
                 return 0
         out("Then finish with:")
         out(f"  claude-console callback 'CODE#STATE' --user {start.user_id}")
+        return 0
+
+    return run(args, body)
+
+
+def _login_loopback(args) -> int:
+    import asyncio
+    import threading
+
+    from ..loopback import LoopbackListener, login_by_loopback
+
+    async def body(service) -> int:
+        listener = await LoopbackListener(args.port or 0).open()
+        loop = asyncio.get_running_loop()
+        pasted = loop.create_future() if isatty(sys.stdin) and not args.no_wait else None
+
+        def on_start(start) -> None:
+            minutes = int(service.settings.pending_ttl // 60)
+            if args.json:
+                emit_json({"authorization_url": start.authorization_url, "state": start.state,
+                           "expires_at": start.expires_at, "user_id": start.user_id,
+                           "redirect_uri": listener.redirect_uri})
+            else:
+                out(f"Log in user '{start.user_id}': open this URL in a browser (valid {minutes} minutes):")
+                out()
+                out(start.authorization_url)
+                out()
+                _maybe_qr(start.authorization_url)
+                out(f"Waiting for the browser on {listener.redirect_uri} (from another machine: "
+                    f"ssh -L {listener.port}:localhost:{listener.port} THIS-HOST).")
+            if not args.no_browser:
+                _open_browser(start.authorization_url)
+            if pasted is not None:
+                out("Or paste the code Claude shows (CODE#STATE, the callback URL or the bare code):")
+
+                def read() -> None:  # a daemon thread: left blocked on input() when the browser wins
+                    try:
+                        text = input().strip()
+                    except (EOFError, KeyboardInterrupt):
+                        text = ""
+                    loop.call_soon_threadsafe(lambda: pasted.done() or pasted.set_result(text))
+
+                threading.Thread(target=read, daemon=True).start()
+
+        record = await login_by_loopback(service, args.user, listener, long_lived=args.long_lived,
+                                         on_start=on_start, pasted=pasted)
+        if record is None:
+            out("The login was finished elsewhere (or a newer one was started); nothing more to do here.")
+            return 0
+        _print_logged_in(service, record)
         return 0
 
     return run(args, body)

@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long-lived", action="store_true",
                    help="a long-lived token as `claude setup-token` gets: a year, inference only, no refresh "
                         "token, never refreshed")
+    p.add_argument("--loopback", action="store_true",
+                   help="let the browser come back to http://localhost:N/callback (same machine, or ssh -L "
+                        "N:localhost:N); a pasted code still works")
+    p.add_argument("--port", type=int, metavar="N", help="the loopback port (default: a free one)")
     p.add_argument("--json", action="store_true", help="print {authorization_url, state, expires_at}")
 
     p = verb("callback", cmd_callback, "finish a login with CODE#STATE, the callback URL or the code")
