@@ -498,6 +498,12 @@ class AuthService:
     async def audit_trail(self, user_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
         return await self.store.audit_trail(user_id, limit)
 
+    async def doctor(self, user_id: str | None = None):
+        """Every check of ``claude-console doctor`` (console/doctor.py); changes nothing."""
+        from .doctor import run_checks
+
+        return await run_checks(self, user_id)
+
     async def health(self) -> list[TierHealth]:
         out = await self.store.health()
         keyring = getattr(self.store.primary, "keyring", None)

@@ -8,13 +8,14 @@ import sys
 from ..errors import ConsoleError
 from .accounts import (cmd_audit, cmd_callback, cmd_exec, cmd_login, cmd_logout, cmd_refresh,
                        cmd_status, cmd_token, cmd_users)
+from .doctor import cmd_doctor
 from .files import RefuseOnCommandLine, cmd_backup, cmd_export, cmd_import, cmd_restore
 from .output import err, isatty, out
 from .servers import (cmd_health, cmd_migrate, cmd_refresher, cmd_rotate_key, cmd_sandbox, cmd_serve,
                       cmd_web)
 
 VERBS = ("login", "callback", "status", "refresh", "logout", "token", "exec", "users", "audit", "health",
-         "sandbox", "serve", "web", "migrate", "rotate-key", "refresher", "backup", "restore",
+         "doctor", "sandbox", "serve", "web", "migrate", "rotate-key", "refresher", "backup", "restore",
          "import", "export")
 
 
@@ -133,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--url", metavar="URL", help="ask a running server instead, e.g. "
                    "http://127.0.0.1:4000/health (exit 0 up, 3 primary tier down, 1 no answer)")
+
+    p = verb("doctor", cmd_doctor, "check configuration, storage, the key, the network and Claude's token "
+             "endpoint (with --user: a profile call); exit 0 when all pass")
+    p.add_argument("--json", action="store_true")
 
     no_auth_help = "allow running without LITELLM_MASTER_KEY; only with --host 127.0.0.1 (or ::1)"
     p = verb("serve", cmd_serve, "serve the HTTP API (OAuth endpoints, /health, /metrics)", user=False)
