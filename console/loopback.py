@@ -138,9 +138,14 @@ async def login_by_loopback(service, user_id: str | None, listener: LoopbackList
     start = await service.start_login(user_id, redirect_uri=listener.redirect_uri, long_lived=long_lived)
     listener.state = start.state
     records = []
+    finishing = []  # non-empty while this process exchanges a code (the pending login is taken then)
 
     async def finish(text: str) -> str:
-        record = await service.complete_login(text, start.user_id, state=start.state)
+        finishing.append(text)
+        try:
+            record = await service.complete_login(text, start.user_id, state=start.state)
+        finally:
+            finishing.pop()
         records.append(record)
         return f"Logged in user {record.user_id} as {record.account_email or 'unknown account'}."
 
@@ -151,8 +156,10 @@ async def login_by_loopback(service, user_id: str | None, listener: LoopbackList
     async def watch_elsewhere() -> None:
         while True:
             await asyncio.sleep(POLL)
+            if finishing or records:
+                continue
             newest = await service.store.newest_pending(start.user_id)
-            if newest is None or newest.state != start.state:
+            if not finishing and not records and (newest is None or newest.state != start.state):
                 listener.settle(None)  # taken by a paste elsewhere, or replaced by a newer login
                 return
 
