@@ -99,33 +99,31 @@ class LoopbackListener:
         method, _, rest = request_line.partition(" ")
         target = rest.rsplit(" ", 1)[0]
         parts = urlsplit(target)
-        outcome = None
         if method != "GET" or parts.path != "/callback":
-            return _page("404 Not Found", "Not found", "This listener only takes the login's /callback."), outcome
+            return _page("404 Not Found", "Not found", "This listener only takes the login's /callback."), None
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         if self._done is None or self._done.done():
-            return _page("410 Gone", "Login finished", "This login is already over. You can close this tab."), outcome
+            return _page("410 Gone", "Login finished", "This login is already over. You can close this tab."), None
         if query.get("state") != self.state:
             # Not this login's answer (or a forged one): refuse it and keep waiting for the real one.
             return _page("400 Bad Request", "Wrong login",
-                         "The state does not match the login that is waiting. Nothing was changed."), outcome
+                         "The state does not match the login that is waiting. Nothing was changed."), None
         if query.get("error"):
             why = query.get("error_description") or query["error"]
-            outcome = (None, LoginError(f"Claude did not approve the login: {why}",
-                                              hint="run the login again"))
-            return _page("400 Bad Request", "Login not approved", f"Claude said: {why}. Nothing was changed."), outcome
+            refused = LoginError(f"Claude did not approve the login: {why}", hint="run the login again")
+            return _page("400 Bad Request", "Login not approved",
+                         f"Claude said: {why}. Nothing was changed."), (None, refused)
         code = query.get("code")
         if not code:
-            return _page("400 Bad Request", "No code", "The redirect carried no code. Nothing was changed."), outcome
+            return _page("400 Bad Request", "No code", "The redirect carried no code. Nothing was changed."), None
         try:
             text = await self.finish(f"{code}#{self.state}")
         except ConsoleError as exc:
-            outcome = (None, exc)
-            return _page("400 Bad Request", "Login failed", f"{exc}"), outcome
+            return _page("400 Bad Request", "Login failed", f"{exc}"), (None, exc)
         except Exception as exc:  # the operator's terminal gets the line; the browser a plain page
             log.exception("loopback login failed")
-            outcome = (None, exc)
-            return _page("500 Internal Server Error", "Login failed", "See the terminal that started the login."), outcome
+            return _page("500 Internal Server Error", "Login failed",
+                         "See the terminal that started the login."), (None, exc)
         outcome = (text, None)
         return _page("200 OK", "Logged in", f"{text} You can close this tab."), outcome
 
