@@ -662,6 +662,9 @@ class AuthService:
         response = await self.oauth.api(method, path, token, **kwargs)
         if response.status_code != 401:
             return await self._api_answer(uid, response)
+        refused = oauth_mod.refusal_error(oauth_mod.answer_of(response, "api"), what="API call", user=uid)
+        if refused.kind == "beta_missing":  # a refresh would not help: the call lacked the beta header
+            raise refused
         self.forget(uid)
         record = await self._load_tokens(uid)
         if record is None:

@@ -103,6 +103,7 @@ async def test_claude_code_only_and_missing_beta_are_named(service, login, emula
         await service.call_api("POST", "/v1/messages", "alice", json={"model": "m", "messages": []},
                                headers={"anthropic-beta": "other-beta"})
     assert caught.value.kind == "beta_missing" and caught.value.exit_code == 2
+    assert emulator.state.stats()["refresh_requests"] == 0  # a refresh would not have helped
 
 
 async def test_an_expired_token_on_the_api_is_refreshed_once(service, login, emulator):
