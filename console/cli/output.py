@@ -48,6 +48,8 @@ def cli_settings(args):
 
     settings = load_settings(args.config)
     setup_logging(settings.log_level or None, verbose=args.verbose)
+    for warning in settings.warnings():  # hosts that moved: said at every start
+        err(f"warning: {warning}")
     return settings
 
 

@@ -32,6 +32,19 @@ class PendingLogin:
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
 
+    # A long-lived login (``login --long-lived``) is marked by a fragment on its redirect URI,
+    # which no real redirect URI may carry (RFC 6749 3.1.2), so every tier keeps it as it is.
+    LONG_LIVED_MARK = "#long-lived"
+
+    @property
+    def long_lived(self) -> bool:
+        return self.redirect_uri.endswith(self.LONG_LIVED_MARK)
+
+    @property
+    def sent_redirect_uri(self) -> str:
+        """The redirect URI as the provider saw it (without the mark)."""
+        return self.redirect_uri.removesuffix(self.LONG_LIVED_MARK)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -116,6 +129,8 @@ class Tier:
     CAN_APPEND_AUDIT_MANY = False  # append_audit_many: many audit events in one write
     CAN_ROTATE_KEYS = False       # rotate_keys: re-encrypt everything to the first key
     CAN_MIGRATE = False           # migrate, schema_version: a schema of its own
+    CAN_KEEP_FACTS = False        # load_facts, update_facts, claim_fetch, claim_due_usage, defer_fetch:
+    #                               usage and profile answers (console/usage.py) and their lease
 
     async def get(self, user_id: str) -> TokenRecord | None:
         raise NotImplementedError
@@ -204,6 +219,31 @@ class Tier:
 
     async def migrate(self) -> list[str]:
         raise self._lacks("migrate a schema")
+
+    async def load_facts(self, user_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Stored ``AccountFacts`` dicts (with ``next_usage_at``) of ``user_ids`` (None: everyone)."""
+        raise self._lacks("keep usage facts")
+
+    async def update_facts(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into a user's facts; returns them as stored. Never touches tokens."""
+        raise self._lacks("keep usage facts")
+
+    async def claim_fetch(self, user_id: str, *, interval: float, owner: str) -> bool:
+        """The polite lease: true (and the next allowed time moved ``interval`` ahead) when no
+        process asked Claude for this user's usage within the interval, across every process."""
+        raise self._lacks("keep usage facts")
+
+    async def claim_due_usage(self, *, limit: int, interval: float, owner: str) -> list[str]:
+        """Up to ``limit`` users with ``user:profile`` whose lease has lapsed, each claimed."""
+        raise self._lacks("keep usage facts")
+
+    async def defer_fetch(self, user_id: str, until: float) -> None:
+        """No usage request for this user before ``until`` (a 429's retry-after)."""
+        raise self._lacks("keep usage facts")
+
+    async def drop_facts(self, user_id: str) -> None:
+        """Forget a user's facts (logout)."""
+        raise self._lacks("keep usage facts")
 
     async def fill(self, record: TokenRecord) -> None:
         """(caches) Store a record read from the primary, unless a write cached a newer one."""

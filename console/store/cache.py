@@ -254,6 +254,40 @@ class RedisCacheTier(Tier):
         """Drop one user's entry everywhere (e.g. after a change made outside this process)."""
         await self.delete(user_id)
 
+    # -- usage facts (console/usage.py): no token in them, cached for every replica ------
+
+    FACTS_TTL = 60.0
+
+    def facts_key(self, user_id: str) -> str:
+        return f"{self.prefix}usage:{user_id}"
+
+    async def get_facts(self, user_ids: list[str]) -> dict[str, dict]:
+        """The cached facts of ``user_ids`` (one MGET); misses are simply absent."""
+        if not user_ids:
+            return {}
+        raws = await self._call(lambda r: r.mget([self.facts_key(u) for u in user_ids]))
+        out = {}
+        for uid, raw in zip(user_ids, raws):
+            if raw:
+                with contextlib.suppress(ValueError):
+                    out[uid] = json.loads(raw)
+        return out
+
+    async def set_facts(self, facts: list[dict]) -> None:
+        """Cache facts as the primary holds them (after a write or a read), pipelined."""
+        async def run(r):
+            pipe = r.pipeline(transaction=False)
+            for data in facts:
+                pipe.set(self.facts_key(data["user_id"]), json.dumps(data, separators=(",", ":")),
+                         px=int(self.FACTS_TTL * 1000))
+            return await pipe.execute()
+
+        if facts:
+            await self._call(run)
+
+    async def drop_facts(self, user_id: str) -> None:
+        await self._call(lambda r: r.delete(self.facts_key(user_id)))
+
     # -- invalidation listeners --------------------------------------------------------
 
     def listen(self, callback: Listener) -> None:

@@ -21,6 +21,7 @@ from ..crypto import Keyring, is_encrypted
 from ..errors import CryptoError, NoKeyConfigured, StaleWrite, StorageCorrupt, StorageError
 from ..tokens import HIDDEN, BadValue, TokenRecord, check_values, parse_expires_at
 from ..users import fix_command
+from .file_facts import FileFacts
 from .base import AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN
 from .fsutil import (FULL, async_file_lock, atomic_write, check_private_file, ensure_private_dir,
                      file_lock, sweep_temp_files)
@@ -35,7 +36,7 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class FileTier(Tier):
+class FileTier(FileFacts, Tier):
     name = "file"
     writable = True
     IS_FALLBACK = REWRITES_WHOLE = CAN_PUT_MANY = CAN_ROTATE_KEYS = True

@@ -246,6 +246,57 @@ class Hierarchy:
         """The users due for a background refresh, as the primary claims them (``Tier.claim_due``)."""
         return await self.primary.claim_due(**rule)
 
+    # -- usage facts: the primary keeps them (and the lease), the cache serves reads -----
+
+    @property
+    def keeps_facts(self) -> bool:
+        return self.primary.CAN_KEEP_FACTS
+
+    async def load_facts(self, user_ids: list[str] | None = None) -> dict[str, dict]:
+        """Facts of ``user_ids`` (None: everyone, from the primary), the cache first."""
+        if user_ids is None or self.cache is None:
+            return await self.primary.load_facts(user_ids)
+        try:
+            found = await self.cache.get_facts(list(user_ids))
+        except TierUnavailable as exc:
+            self._skip(self.cache, exc)
+            return await self.primary.load_facts(user_ids)
+        missing = [u for u in user_ids if u not in found]
+        if missing:
+            loaded = await self.primary.load_facts(missing)
+            found.update(loaded)
+            await self._cache_facts(list(loaded.values()))
+        return found
+
+    async def update_facts(self, user_id: str, changes: dict) -> dict:
+        stored = await self.primary.update_facts(user_id, changes)
+        await self._cache_facts([stored])
+        return stored
+
+    async def _cache_facts(self, facts: list[dict]) -> None:
+        if self.cache is not None and facts:
+            try:
+                await self.cache.set_facts(facts)
+            except TierUnavailable as exc:
+                self._skip(self.cache, exc)
+
+    async def claim_fetch(self, user_id: str, *, interval: float, owner: str) -> bool:
+        return await self.primary.claim_fetch(user_id, interval=interval, owner=owner)
+
+    async def claim_due_usage(self, *, limit: int, interval: float, owner: str) -> list[str]:
+        return await self.primary.claim_due_usage(limit=limit, interval=interval, owner=owner)
+
+    async def defer_fetch(self, user_id: str, until: float) -> None:
+        await self.primary.defer_fetch(user_id, until)
+
+    async def drop_facts(self, user_id: str) -> None:
+        await self.primary.drop_facts(user_id)
+        if self.cache is not None:
+            try:
+                await self.cache.drop_facts(user_id)
+            except TierUnavailable as exc:
+                self._skip(self.cache, exc)
+
     def primary_up(self, health: list[TierHealth]) -> bool:
         """Whether ``health`` (from ``health()``) says the tier that holds the writes is up: the one
         answer to "is the store up?"; other tiers being down only degrades it."""

@@ -32,6 +32,7 @@ from .connection import (POOL_LOCKS, POOLS, SharedPool, connect_options, describ
                          is_connection_error, is_lost, is_permanent, lock_key, release_quietly,
                          reset_connection)
 from .due import DueClaims
+from .facts import FactsPaths
 from .migrations import apply_migrations
 from .rotation import rotate_keys as rotate_all_keys
 from .sql import (DELETE, FIELDS, INSERT_NEW, MIGRATIONS, PENDING, AUDIT, SELECT_ALL_HIDDEN,
@@ -66,7 +67,7 @@ def writing_as(actor: str | None):
 
 
 
-class PostgresTier(BulkPaths, DueClaims, Tier):
+class PostgresTier(BulkPaths, DueClaims, FactsPaths, Tier):
     name = "postgres"
     writable = True
     CAN_ROTATE_KEYS = CAN_MIGRATE = True
