@@ -995,6 +995,22 @@ class AuthService:
 
         return await usage_poll.load_many(self, user_ids)
 
+    async def with_usage(self, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``status_report`` dicts plus ``plan`` and ``usage`` (the model ``usage --json`` prints),
+        read from the store; a store without facts, or one that fails, leaves them null."""
+        from .usage import empty_public
+
+        try:
+            facts = await self.usage_of([r["user_id"] for r in reports])
+        except ConsoleError as exc:
+            log.info("usage facts not read: %s", exc)
+            facts = {}
+        for report in reports:
+            found = facts.get(report["user_id"])
+            report["plan"] = found.plan if found is not None else None
+            report["usage"] = found.public() if found is not None else empty_public(report["user_id"])
+        return reports
+
     async def fetch_profile(self, user_id: str | None = None, *, force: bool = False):
         """The profile (plan, organisation), at most daily unless ``force``."""
         from . import usage_poll

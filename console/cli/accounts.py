@@ -217,7 +217,7 @@ def cmd_status(args) -> int:
             records = sorted(await service.list_users(), key=lambda r: r.user_id)
             reports = [service.status_report(r, r.user_id) for r in records]
             if args.json:
-                emit_json(reports)
+                emit_json(await service.with_usage(reports))
             elif not reports:
                 out("No users are logged in. Run: claude-console login --user NAME")
             else:
@@ -230,7 +230,7 @@ def cmd_status(args) -> int:
         record = await service.get_record(uid)
         report = service.status_report(record, uid)
         if args.json:
-            emit_json(report)
+            emit_json((await service.with_usage([report]))[0])
         else:
             out("\n".join(_status_lines(report)))
         return 0 if report.get("usable") and not report.get("held_locally") else 1
@@ -257,6 +257,11 @@ def cmd_refresh(args) -> int:
                 err(f"{shown(uid)}: refresh failed: {exc}")
                 continue
             out(f"{shown(uid)}: refreshed; expires in {format_duration(record.expires_at - time.time())}")
+            if not args.all:  # refresh --user U also re-reads the plan (the profile); never fails the refresh
+                try:
+                    await service.fetch_profile(uid, force=True)
+                except ConsoleError as exc:
+                    err(f"{shown(uid)}: profile not read: {exc}")
         return 1 if failed else 0
 
     return run(args, body)
@@ -340,7 +345,7 @@ def cmd_users(args) -> int:
         records = sorted(await service.list_users(), key=lambda r: r.user_id)
         reports = [service.status_report(r, r.user_id) for r in records]
         if args.json:
-            emit_json(reports)
+            emit_json(await service.with_usage(reports))
             return 0
         if not reports:
             out("No users are logged in. Run: claude-console login --user NAME")

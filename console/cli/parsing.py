@@ -13,10 +13,11 @@ from .accounts import (cmd_audit, cmd_callback, cmd_exec, cmd_login, cmd_logout,
 from .doctor import cmd_doctor
 from .files import RefuseOnCommandLine, cmd_backup, cmd_export, cmd_import, cmd_restore
 from .output import err, isatty, out
+from .usage import cmd_usage
 from .servers import (cmd_health, cmd_migrate, cmd_refresher, cmd_rotate_key, cmd_sandbox, cmd_serve,
                       cmd_web)
 
-VERBS = ("login", "callback", "status", "refresh", "logout", "token", "exec", "users", "audit", "health",
+VERBS = ("login", "callback", "status", "refresh", "logout", "token", "exec", "users", "usage", "audit", "health",
          "doctor", "sandbox", "serve", "web", "migrate", "rotate-key", "refresher", "backup", "restore",
          "import", "export")
 
@@ -143,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("users", cmd_users, "list every user with status, expiry and source", user=False)
     p.add_argument("--json", action="store_true")
+
+    p = verb("usage", cmd_usage, "what Claude says each account has used (5h, 7d, ...) and its plan",
+             all_users=True)
+    p.add_argument("--json", action="store_true", help="the usage model: plan, windows, extra usage, errors")
+    p.add_argument("--fresh", action="store_true",
+                   help="ask Claude now (still at most once per claude_oauth.usage_interval per user)")
 
     p = verb("audit", cmd_audit, "show the audit log (who did what to whose token)")
     p.add_argument("--limit", type=count_arg, default=50, metavar="N",
