@@ -134,6 +134,9 @@ class Settings:
         problem = user_id_problem(self.default_user)
         if problem is not None:
             raise ConfigError(f"the default user (CLAUDE_CONSOLE_USER or claude_oauth.default_user) {problem}")
+        if not self.user_agent.strip():
+            raise ConfigError("claude_oauth.user_agent: must not be empty",
+                              hint=f"leave it unset for the default {USER_AGENT!r}")
         if self.use_database and not self.database_url:
             raise ConfigError(f"{self.sources.get('use_database', 'claude_oauth.use_database')} is true but "
                               "no database URL is set (is ${DATABASE_URL} unset?)",
@@ -150,6 +153,16 @@ class Settings:
         if not self.user_agent.strip():
             raise ConfigError("claude_oauth.user_agent: must not be empty",
                               hint=f"leave it unset for the default {USER_AGENT!r}")
+
+    def warnings(self) -> list[str]:
+        """What an operator should hear at start: configured hosts that have moved."""
+        out = []
+        for key in ("authorize_url", "token_url", "redirect_uri", "refresh_url"):
+            host = urlsplit(getattr(self, key) or "").hostname or ""
+            if host in MOVED_HOSTS:
+                out.append(f"claude_oauth.{key} names {host}, which Claude no longer serves OAuth on; "
+                           f"the current host is {MOVED_HOSTS[host]} (e.g. {_CURRENT[key]})")
+        return out
 
     def _where(self, name: str) -> str:
         return self.sources.get(name, f"claude_oauth.{name}")

@@ -914,8 +914,8 @@ class AuthService:
             "last_used": record.last_used,
             "refresh_count": record.refresh_count,
             "last_refresh_error": record.last_refresh_error,
-            "held_locally": record.user_id in self.held_users(),
             "long_lived": record.long_lived,
+            "held_locally": record.user_id in self.held_users(),
         }
 
     # -- using the token ---------------------------------------------------------------

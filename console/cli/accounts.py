@@ -352,8 +352,8 @@ def cmd_users(args) -> int:
             return 0
         out(f"{'USER':<20} {'STATUS':<20} {'EXPIRES IN':>11}  {'REFRESHES':>9}  {'SOURCE':<8} ACCOUNT")
         for r in reports:
-            label = r["status"] + (" long-lived" if r.get("long_lived") else "")
-            out(f"{shown(r['user_id'], 20):<20} {label:<20} {format_duration(r['expires_in']):>11}  "
+            word = r["status"] + (" long-lived" if r.get("long_lived") else "")
+            out(f"{shown(r['user_id'], 20):<20} {word:<20} {format_duration(r['expires_in']):>11}  "
                 f"{r['refresh_count']:>9}  {r['source']:<8} {r['account_email'] or ''}")
         return 0
 

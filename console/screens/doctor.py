@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, LoadingIndicator, Static
 
 from ..errors import ConsoleError
-from ..resources import styles_path
+from ..ui.styles import styles_path
 
 log = logging.getLogger("console.tui")
 

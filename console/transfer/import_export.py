@@ -100,7 +100,9 @@ def read_import(kind: str, path: str | None, user_id: str, env: dict[str, str] |
 async def import_tokens(service: "AuthService", kind: str, path: str | None = None,
                         user_id: str | None = None, *, force: bool = False,
                         expires_at: float | None = None) -> ImportResult:
-    """Store a token set from Claude Code, the environment or a seed token file for one user."""
+    """Store a token set from Claude Code, the environment (also a setup token in
+    ``CLAUDE_CODE_OAUTH_TOKEN``) or a seed token file for one user; ``expires_at`` overrides the
+    expiry the source gives (or lacks)."""
     uid = service.user(user_id)
     record, origin = read_import(kind, path, uid)
     if expires_at is not None:  # --expires-at: the operator knows better than the source
