@@ -138,9 +138,24 @@ async def run_once(service, *, concurrency: int = DEFAULT_CONCURRENCY, window: f
     return counts
 
 
+async def poll_usage(service, *, concurrency: int = DEFAULT_CONCURRENCY) -> int:
+    """Ask Claude for the usage of every user whose usage lease has lapsed (at most one request
+    per user per ``claude_oauth.usage_interval`` across replicas); returns how many were asked.
+    A failure is logged, never fatal, and never touches a token."""
+    try:
+        asked = await service.poll_usage(concurrency=concurrency)
+    except ConsoleError as exc:
+        log.warning("usage poll failed: %s", exc)
+        return 0
+    if asked:
+        log.info("usage polled for %d users", asked)
+    return asked
+
+
 async def run_forever(service, interval: float = DEFAULT_INTERVAL, *, on_pass=None,
                       **options: Any) -> None:
-    """``run_once`` every ``interval`` seconds until cancelled; a failed pass is logged, not fatal."""
+    """``run_once`` every ``interval`` seconds until cancelled, then a usage poll of the due
+    users; a failed pass is logged, not fatal."""
     while True:
         try:
             counts = await run_once(service, interval=interval, **options)
@@ -150,6 +165,7 @@ async def run_forever(service, interval: float = DEFAULT_INTERVAL, *, on_pass=No
                 log.info("background refresh: %s", counts)
         except ConsoleError as exc:
             log.warning("background refresh pass failed: %s", exc)
+        await poll_usage(service, concurrency=options.get("concurrency", DEFAULT_CONCURRENCY))
         await asyncio.sleep(interval)
 
 

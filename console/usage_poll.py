@@ -51,9 +51,10 @@ def skip_reason(record: TokenRecord, status: Status) -> str | None:
 
 
 async def _token_for(service: "AuthService", record: TokenRecord, status: Status) -> str:
-    """The access token to ask with: the stored one while valid (no write, not even last-used);
-    otherwise through the service, which refreshes as it would for any caller."""
-    if status is Status.ACTIVE:
+    """The access token to ask with: the stored one while it is still valid, even inside the
+    refresh buffer (no write, not even last-used; a usage call never causes a refresh early);
+    once expired, through the service, which refreshes as it would for any caller."""
+    if status in (Status.ACTIVE, Status.EXPIRING):
         return record.access_token
     return await service.get_access_token(record.user_id)
 

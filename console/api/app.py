@@ -207,8 +207,21 @@ class _Api:
     async def users(self, request: Request) -> Response:
         schemas.read_query(request, schemas.NO_QUERY)
         records = sorted(await self.service.list_users(), key=lambda r: r.user_id)
-        reports = [self.service.status_report(r, r.user_id) for r in records]
+        reports = await self.service.with_usage([self.service.status_report(r, r.user_id) for r in records])
         return JSONResponse({"users": reports, "count": len(reports)})
+
+    async def usage(self, request: Request) -> Response:
+        """One user's usage and plan (``user_id``), or everyone's; stored values, no token."""
+        query = schemas.read_query(request, schemas.STATUS_QUERY)
+        if query.get("user_id") is not None:
+            facts = await self.service.usage(self.service.user(query["user_id"]))
+            return JSONResponse(facts.public())
+        from ..usage import empty_public
+
+        users = sorted(r.user_id for r in await self.service.list_users())
+        facts = await self.service.usage_of(users)
+        found = [facts[u].public() if u in facts else empty_public(u) for u in users]
+        return JSONResponse({"users": found, "count": len(found)})
 
     async def health(self, request: Request) -> Response:
         query = schemas.read_query(request, {"probe": schemas.Field(str, max_len=8)})
@@ -266,6 +279,7 @@ def create_api(service, settings: Settings, *, insecure_no_auth: bool = False, h
         Route("/auth/claude/oauth/token", _guarded(api.token), methods=["GET"]),
         Route("/auth/claude/oauth/logout", _guarded(api.logout), methods=["POST"]),
         Route("/auth/claude/users", _guarded(api.users), methods=["GET"]),
+        Route("/auth/claude/usage", _guarded(api.usage), methods=["GET"]),
         Route("/health", _guarded(api.health), methods=["GET"]),
         Route("/metrics", _guarded(api.metrics_page), methods=["GET"]),
         Route("/openapi.json", _guarded(api.openapi), methods=["GET"]),

@@ -42,6 +42,12 @@ class ApiMetrics:
         self.held_locally = Gauge("claude_console_tokens_held_locally",
                                   "Users whose rotated token is held locally (rescue journal, memory), "
                                   "not yet stored", registry=r)
+        self.usage = Gauge("claude_console_usage_utilization",
+                           "Percent of each usage window used, per user (as Claude last reported it)",
+                           ["user", "window"], registry=r)
+        self.usage_over = Gauge("claude_console_usage_users_over",
+                                "Users at or above a threshold (80, 95 percent) of a window",
+                                ["window", "threshold"], registry=r)
         for result in ("ok", "failed"):  # present from the first scrape, at 0
             self.refreshes.labels(result)
             self.logins.labels(result)
@@ -71,6 +77,7 @@ class ApiMetrics:
             for status, n in counts.items():
                 self.users.labels(status).set(n)
         self.held_locally.set(len(service.held_users()))
+        await self._render_usage(service)
         primary = service.store.primary.name
         for tier in health:
             if tier.state == "not configured":
@@ -78,3 +85,25 @@ class ApiMetrics:
             self.tier_up.labels(tier.name).set(1 if tier.state == "up" else 0)
             self.tier_primary.labels(tier.name).set(1 if tier.name == primary else 0)
         return generate_latest(self.registry)
+
+    async def _render_usage(self, service) -> None:
+        """The usage gauges from the stored facts (no provider call); a user or window that is
+        gone disappears from the exposition."""
+        from ..usage import ALERT, WARN
+
+        try:
+            facts = await service.usage_of(None)
+        except ConsoleError:
+            return
+        self.usage.clear()
+        self.usage_over.clear()
+        over: dict[tuple[str, str], int] = {}
+        for uid, one in facts.items():
+            usage = one.usage_model
+            for window in usage.windows if usage else ():
+                self.usage.labels(uid, window.label).set(window.utilization)
+                for threshold in (WARN, ALERT):
+                    key = (window.label, f"{threshold:g}")
+                    over[key] = over.get(key, 0) + (window.utilization >= threshold)
+        for (window, threshold), n in over.items():
+            self.usage_over.labels(window, threshold).set(n)

@@ -89,7 +89,29 @@ SCHEMAS: dict[str, Any] = {
         needs_refresh={"type": "boolean"}, source=_NSTR, account_email=_NSTR, organization=_NSTR,
         scopes={"type": "array", "items": _STR}, last_used=_NNUM, refresh_count=_INT,
         last_refresh_error=_NSTR,
-        long_lived={"type": "boolean", "description": "A setup token: inference only, never refreshed"}),
+        long_lived={"type": "boolean", "description": "A setup token: inference only, never refreshed"},
+        held_locally={"type": "boolean"},
+        plan={**_NSTR, "description": "Max 20x, Max 5x, Pro, Team, Enterprise, or Claude's raw value"},
+        usage=_ref("Usage")),
+    "Window": {**_obj(["name", "label", "utilization", "resets_at"],
+                      name={"type": "string", "description": "As Claude names it"},
+                      label={"type": "string", "description": "5h, 7d, 7d opus, 7d sonnet, or the name"},
+                      utilization={"type": "number", "minimum": 0, "maximum": 100},
+                      resets_at=_NNUM, severity=_STR)},
+    "Usage": _obj(
+        ["user_id", "plan", "windows", "extra_usage", "fetched_at", "fetched_by", "error"],
+        user_id=_STR, plan=_NSTR,
+        profile={"type": ["object", "null"], "description": "display_name, email, organization_name, "
+                 "organization_uuid, organization_type, rate_limit_tier, subscription_status, "
+                 "has_extra_usage_enabled, plan"},
+        profile_fetched_at=_NNUM, profile_error=_NSTR,
+        windows={"type": "array", "items": _ref("Window"),
+                 "description": "Windows Claude reported; a null window is absent, not zero"},
+        extra_usage={"type": ["object", "null"]},
+        fetched_at=_NNUM, fetched_by=_NSTR,
+        error={**_NSTR, "description": "The last usage error (a 429, a refusal, skipped and why)"},
+        next_fetch_at=_NNUM),
+    "UsageList": _obj(["users", "count"], users={"type": "array", "items": _ref("Usage")}, count=_INT),
     "AccessToken": _obj(["access_token", "expires_at"],
                         access_token={"type": "string", "description": "Bearer token for the Claude API"},
                         expires_at={"type": "number", "description": "Seconds since the epoch"}),
@@ -150,6 +172,13 @@ PATHS: dict[str, Any] = {
     "/auth/claude/users": {"get": {
         "operationId": "listUsers", "summary": "Every stored user with status and expiry",
         "responses": _responses(_json(_ref("Users"), "Users, sorted by id"), 401, 422, 503)}},
+    "/auth/claude/usage": {"get": {
+        "operationId": "getUsage", "summary": "What Claude says each account has used, and its plan",
+        "description": "With user_id: that user's usage model; without: everyone's. Stored values, fetched "
+                       "at most once per claude_oauth.usage_interval per user across every replica.",
+        "parameters": [_USER_PARAM],
+        "responses": _responses(_json({"oneOf": [_ref("Usage"), _ref("UsageList")]}, "Usage and plan"),
+                                401, 404, 422, 503)}},
     "/health": {"get": {
         "operationId": "health", "summary": "Each storage tier's state (no master key needed)",
         "description": "200 when the primary tier is up, else 503. `probe=live` answers 200 while the "

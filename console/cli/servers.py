@@ -114,7 +114,7 @@ def cmd_rotate_key(args) -> int:
 
 
 def cmd_refresher(args) -> int:
-    from ..refresher import run_forever, run_once
+    from ..refresher import poll_usage, run_forever, run_once
     from ..service import AuthService
 
     if args.concurrency < 1 or args.interval <= 0:
@@ -131,6 +131,8 @@ def cmd_refresher(args) -> int:
         if args.once:
             counts = await run_once(service, concurrency=args.concurrency, interval=args.interval)
             report(counts)
+            asked = await poll_usage(service, concurrency=args.concurrency)
+            out(f"{format_time(time.time())}  usage asked for {asked} users")
             return 1 if counts.failed else 0
         out(f"refreshing tokens due within {int(settings.refresh_buffer + 2 * args.interval)}s, "
             f"every {args.interval:g}s, {args.concurrency} at a time (Ctrl-C stops)")

@@ -66,3 +66,14 @@ def test_usage_cli_text_json_and_status_users_gain_plan_and_usage(run_cli, cli_l
 def test_usage_of_a_user_not_logged_in_is_one_line(run_cli):
     result = run_cli("usage", "--user", "nobody")
     assert result.code != 0 and "not logged in" in result.err and "Traceback" not in result.err
+
+
+def test_refresher_polls_due_users_once_per_interval(run_cli, cli_login, emulator):
+    for user in ("ada", "bob"):
+        cli_login(user)
+    first = run_cli("refresher", "--once")
+    assert first.code == 0 and "usage asked for 2 users" in first.out
+    again = run_cli("refresher", "--once")
+    assert "usage asked for 0 users" in again.out
+    assert emulator.state.usage_counts() == {"ada@example.com": 1, "bob@example.com": 1}
+    assert run_cli("usage", "--user", "bob", "--json").json()["fetched_by"].startswith("refresher")
