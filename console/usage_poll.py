@@ -88,7 +88,6 @@ async def fetch_usage(service: "AuthService", user_id: str, *, claimed: bool = F
     """Ask for one user's usage if the lease allows (``claimed``: the caller holds it already);
     return the stored facts either way."""
     uid = service.user(user_id)
-    store = service.store
     owner = owner or owner_of(service)
     record = await service.cached_record(uid)
     if record is None:
@@ -97,32 +96,39 @@ async def fetch_usage(service: "AuthService", user_id: str, *, claimed: bool = F
     why = skip_reason(record, status)
     if why is not None:
         return await _note(service, uid, {"usage_error": why})
-    if not claimed and not await store.claim_fetch(uid, interval=service.settings.usage_interval, owner=owner):
+    if not claimed and not await service.store.claim_fetch(uid, interval=service.settings.usage_interval,
+                                                           owner=owner):
         return await load_facts(service, uid)
+    changes = await ask_usage(service, record, status, owner)
+    return await _note(service, uid, changes, check="usage" not in changes)
+
+
+async def ask_usage(service: "AuthService", record: TokenRecord, status: Status, owner: str) -> dict[str, Any]:
+    """One usage request for a user whose lease the caller holds: the facts to store (a 429 also
+    defers the user's next request to its retry-after). Writes nothing else."""
+    uid = record.user_id
     now = service.clock.now()
     try:
         token = await _token_for(service, record, status)
     except ConsoleError as exc:
-        return await _note(service, uid, {"usage_error": f"no valid token: {exc.message}", "usage_error_at": now})
+        return {"usage_error": f"no valid token: {exc.message}", "usage_error_at": now}
     response, failed = await _get(service, USAGE_PATH, token)
     if response is None:
-        return await _note(service, uid, {"usage_error": failed, "usage_error_at": now})
+        return {"usage_error": failed, "usage_error_at": now}
     if response.status_code == 429:
         wait = oauth_mod._retry_after(response)
         wait = max(wait if wait is not None else 0.0, service.settings.usage_interval)
-        await store.defer_fetch(uid, now + wait)
-        return await _note(service, uid, {"usage_error": f"rate limited by Claude (HTTP 429); next request "
-                                                         f"in {int(wait)}s", "usage_error_at": now})
+        await service.store.defer_fetch(uid, now + wait)
+        return {"usage_error": f"rate limited by Claude (HTTP 429); next request in {int(wait)}s",
+                "usage_error_at": now}
     if response.status_code >= 400:
-        line = await _refusal(service, uid, response, "usage call")
-        return await _note(service, uid, {"usage_error": line, "usage_error_at": now})
+        return {"usage_error": await _refusal(service, uid, response, "usage call"), "usage_error_at": now}
     try:
         usage = parse_usage(response.json())
     except (ValueError, BadAnswer) as exc:
-        return await _note(service, uid, {"usage_error": f"unreadable usage answer: {exc}", "usage_error_at": now})
-    return await _note(service, uid, {"usage": usage.to_dict(), "usage_fetched_at": now,
-                                      "usage_fetched_by": owner, "usage_error": None, "usage_error_at": None},
-                       check=False)
+        return {"usage_error": f"unreadable usage answer: {exc}", "usage_error_at": now}
+    return {"usage": usage.to_dict(), "usage_fetched_at": now, "usage_fetched_by": owner,
+            "usage_error": None, "usage_error_at": None}
 
 
 async def fetch_profile(service: "AuthService", user_id: str, *, force: bool = False,
@@ -190,42 +196,51 @@ async def load_many(service: "AuthService", user_ids: list[str] | None = None) -
 async def poll_due(service: "AuthService", *, concurrency: int = 32, owner: str | None = None,
                    limit: int | None = None) -> int:
     """Ask for the usage of every user whose lease has lapsed, ``concurrency`` at a time
-    (the refresher's pass); returns how many were asked. Replicas split the users."""
+    (the refresher's pass); returns how many were asked. Replicas split the users. Per batch of
+    claims: one read of their tokens and one write of their answers."""
     if not service.keeps_facts:
         return 0
     owner = owner or owner_of(service)
-    interval = service.settings.usage_interval
-    slots = asyncio.Semaphore(max(1, int(concurrency)))
+    store = service.store
+    width = max(1, int(concurrency))
+    slots = asyncio.Semaphore(width)
     asked = 0
-    running: set[asyncio.Task] = set()
 
-    async def one(uid: str) -> None:
-        try:
-            await fetch_usage(service, uid, claimed=True, owner=owner)
-        except ConsoleError as exc:
-            log.info("usage of %s not fetched: %s", uid, exc.message)
-        except Exception:  # noqa: BLE001 - one user's failure must not stop the pass
-            log.exception("usage of %s failed unexpectedly", uid)
-        finally:
-            slots.release()
+    async def one(record: TokenRecord, out: list) -> None:
+        async with slots:
+            status = service.status_of(record)
+            why = skip_reason(record, status)
+            try:
+                changes = {"usage_error": why} if why else await ask_usage(service, record, status, owner)
+            except Exception as exc:  # noqa: BLE001 - one user's failure must not stop the pass
+                log.exception("usage of %s failed unexpectedly", record.user_id)
+                changes = {"usage_error": f"failed: {type(exc).__name__}"}
+            out.append((record.user_id, changes))
 
+    async def batch(uids: list[str]) -> None:
+        records = await store.records_of(uids)
+        out: list = []
+        await asyncio.gather(*(one(record, out) for record in records))
+        if out:
+            await store.update_facts_many(out)
+
+    pending: asyncio.Task | None = None
     try:
         while limit is None or asked < limit:
-            batch = max(1, int(concurrency)) * 4
-            if limit is not None:
-                batch = min(batch, limit - asked)
-            claimed = await service.store.claim_due_usage(limit=batch, interval=interval, owner=owner)
+            size = width * 4 if limit is None else min(width * 4, limit - asked)
+            claimed = await store.claim_due_usage(limit=size, interval=service.settings.usage_interval,
+                                                  owner=owner, enroll=pending is None and not asked)
             if not claimed:
                 break
-            for uid in claimed:
-                asked += 1
-                await slots.acquire()
-                task = asyncio.create_task(one(uid))
-                running.add(task)
-                task.add_done_callback(running.discard)
-        if running:
-            await asyncio.gather(*running)
+            asked += len(claimed)
+            task = asyncio.create_task(batch(claimed))
+            if pending is not None:  # two batches in flight: the next one's requests fill the tail
+                await pending
+            pending = task
+        if pending is not None:
+            await pending
+            pending = None
     finally:
-        for task in running:
-            task.cancel()
+        if pending is not None:
+            pending.cancel()
     return asked

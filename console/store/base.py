@@ -228,12 +228,21 @@ class Tier:
         """Merge ``changes`` into a user's facts; returns them as stored. Never touches tokens."""
         raise self._lacks("keep usage facts")
 
+    async def update_facts_many(self, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        """``update_facts`` for a polling batch, in one write."""
+        raise self._lacks("keep usage facts")
+
+    async def records_of(self, user_ids: list[str]) -> list[TokenRecord]:
+        """The token records (decrypted) of a claimed batch, in one read."""
+        raise self._lacks("keep usage facts")
+
     async def claim_fetch(self, user_id: str, *, interval: float, owner: str) -> bool:
         """The polite lease: true (and the next allowed time moved ``interval`` ahead) when no
         process asked Claude for this user's usage within the interval, across every process."""
         raise self._lacks("keep usage facts")
 
-    async def claim_due_usage(self, *, limit: int, interval: float, owner: str) -> list[str]:
+    async def claim_due_usage(self, *, limit: int, interval: float, owner: str,
+                              enroll: bool = True) -> list[str]:
         """Up to ``limit`` users with ``user:profile`` whose lease has lapsed, each claimed."""
         raise self._lacks("keep usage facts")
 

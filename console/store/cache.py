@@ -288,6 +288,10 @@ class RedisCacheTier(Tier):
     async def drop_facts(self, user_id: str) -> None:
         await self._call(lambda r: r.delete(self.facts_key(user_id)))
 
+    async def drop_facts_many(self, user_ids: list[str]) -> None:
+        if user_ids:
+            await self._call(lambda r: r.delete(*[self.facts_key(u) for u in user_ids]))
+
     # -- invalidation listeners --------------------------------------------------------
 
     def listen(self, callback: Listener) -> None:

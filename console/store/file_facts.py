@@ -68,6 +68,18 @@ class FileFacts:
 
         return self._change_facts(change)
 
+    async def update_facts_many(self, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        def change(users):
+            for user_id, one in changes:
+                users.setdefault(user_id, {}).update(
+                    {k: v for k, v in one.items() if k not in ("user_id", "next_usage_at")})
+
+        self._change_facts(change)
+
+    async def records_of(self, user_ids: list[str]) -> list:
+        wanted = set(user_ids)
+        return [r for r in await self.list(secrets=True) if r.user_id in wanted]
+
     async def claim_fetch(self, user_id: str, *, interval: float, owner: str) -> bool:
         def change(users):
             entry = users.setdefault(user_id, {})
@@ -79,7 +91,8 @@ class FileFacts:
 
         return self._change_facts(change)
 
-    async def claim_due_usage(self, *, limit: int, interval: float, owner: str) -> list[str]:
+    async def claim_due_usage(self, *, limit: int, interval: float, owner: str,
+                              enroll: bool = True) -> list[str]:
         records = [r for r in await self.list() if not r.needs_login and "user:profile" in (r.scopes or [])]
 
         def change(users):

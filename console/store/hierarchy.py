@@ -273,6 +273,19 @@ class Hierarchy:
         await self._cache_facts([stored])
         return stored
 
+    async def update_facts_many(self, changes: list[tuple[str, dict]]) -> None:
+        """A polling batch's answers in one write; their cache entries are dropped (one call),
+        so the next read fills them from the primary."""
+        await self.primary.update_facts_many(changes)
+        if self.cache is not None:
+            try:
+                await self.cache.drop_facts_many([u for u, _ in changes])
+            except TierUnavailable as exc:
+                self._skip(self.cache, exc)
+
+    async def records_of(self, user_ids: list[str]) -> list[TokenRecord]:
+        return await self.primary.records_of(user_ids)
+
     async def _cache_facts(self, facts: list[dict]) -> None:
         if self.cache is not None and facts:
             try:
@@ -283,8 +296,9 @@ class Hierarchy:
     async def claim_fetch(self, user_id: str, *, interval: float, owner: str) -> bool:
         return await self.primary.claim_fetch(user_id, interval=interval, owner=owner)
 
-    async def claim_due_usage(self, *, limit: int, interval: float, owner: str) -> list[str]:
-        return await self.primary.claim_due_usage(limit=limit, interval=interval, owner=owner)
+    async def claim_due_usage(self, *, limit: int, interval: float, owner: str,
+                              enroll: bool = True) -> list[str]:
+        return await self.primary.claim_due_usage(limit=limit, interval=interval, owner=owner, enroll=enroll)
 
     async def defer_fetch(self, user_id: str, until: float) -> None:
         await self.primary.defer_fetch(user_id, until)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable
 
-from .sql import TOKENS
+from ...errors import ConsoleError
+from .sql import SELECT_ALL_SECRETS, TOKENS
 
 FACTS = '"LiteLLM_ClaudeOAuthUsage"'
 
@@ -49,6 +50,11 @@ SELECT_SOME = f"""SELECT user_id, facts, date_part('epoch', usage_next_at) FROM 
 WHERE user_id = ANY($1::varchar[])"""
 SELECT_ALL = f"SELECT user_id, facts, date_part('epoch', usage_next_at) FROM {FACTS}"
 DELETE = f"DELETE FROM {FACTS} WHERE user_id = $1"
+# $1 users, $2 their jsonb changes (same order): a polling batch's answers in one statement.
+UPDATE_MANY = f"""INSERT INTO {FACTS} AS f (user_id, facts)
+SELECT u, c FROM unnest($1::varchar[], $2::jsonb[]) AS x(u, c)
+ON CONFLICT (user_id) DO UPDATE SET facts = f.facts || EXCLUDED.facts, updated_at = CURRENT_TIMESTAMP"""
+RECORDS_OF = SELECT_ALL_SECRETS + " WHERE user_id = ANY($1::varchar[])"
 
 
 def _row(user_id: str, facts: Any, next_at: float | None) -> dict[str, Any]:
@@ -76,13 +82,32 @@ class FactsPaths:
         row = await self.attempt(lambda conn: conn.fetchrow(UPDATE, user_id, body))
         return _row(user_id, row[0], row[1])
 
+    async def update_facts_many(self, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        users = [u for u, _ in changes]
+        bodies = [json.dumps({k: v for k, v in c.items() if k not in ("user_id", "next_usage_at")})
+                  for _, c in changes]
+        await self.attempt(lambda conn: conn.execute(UPDATE_MANY, users, bodies))
+
+    async def records_of(self, user_ids: list[str]) -> list:
+        """Token records (decrypted) of a claimed batch, one query; unreadable rows are left out."""
+        rows = await self.attempt(lambda conn: conn.fetch(RECORDS_OF, list(user_ids)))
+        out = []
+        for row in rows:
+            try:
+                out.append(self.decode_row(row))
+            except ConsoleError:
+                continue
+        return out
+
     async def claim_fetch(self, user_id: str, *, interval: float, owner: str) -> bool:
         got = await self.attempt(lambda conn: conn.fetchval(CLAIM_ONE, user_id, float(interval), owner))
         return got is not None
 
-    async def claim_due_usage(self, *, limit: int, interval: float, owner: str) -> list[str]:
+    async def claim_due_usage(self, *, limit: int, interval: float, owner: str,
+                              enroll: bool = True) -> list[str]:
         async def claim(conn):
-            await conn.execute(ADD_MISSING)
+            if enroll:  # users logged in since the last pass get their row
+                await conn.execute(ADD_MISSING)
             return await conn.fetch(CLAIM_DUE_USAGE, int(limit), float(interval), owner)
 
         return [r[0] for r in await self.attempt(claim)]
