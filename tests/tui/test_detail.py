@@ -9,8 +9,8 @@ from console.screens.detail import DetailScreen
 from console.tokens import mask
 from console.widgets.board_view import BoardView
 
-from screen_cells import screen_text
-from test_board import loaded_board, notifications, wait_until
+from support.screen_cells import screen_text
+from support.tui import loaded_board, notifications, wait_until
 
 SIZE = (120, 50)
 
