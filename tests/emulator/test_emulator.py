@@ -616,6 +616,7 @@ def test_main_prints_banner_and_stops_on_ctrl_c():
         text = "".join(lines)
         assert "EMULATOR" in text and "NOT Claude" in text, text
         assert base, text
+
         def healthy() -> bool:
             try:
                 return httpx.get(base + "/_emulator/health").status_code == 200
