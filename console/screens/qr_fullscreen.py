@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static
 
-from ..resources import styles_path
+from ..ui.styles import styles_path
 from ..widgets.qr import QRCode
 
 

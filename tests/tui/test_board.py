@@ -16,9 +16,9 @@ from textual.widgets import Input
 from console.app import ConsoleApp
 from console.screens.backup import BackupScreen
 from console.screens.board import BoardScreen
-from console.screens.confirm import ConfirmScreen
+from console.screens.modals.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen
-from console.screens.help import HelpScreen
+from console.screens.modals.help import HelpScreen
 from console.screens.restore import RestoreScreen
 from console.tokens import Status, TokenRecord
 from console.widgets.board_view import BoardView

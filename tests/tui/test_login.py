@@ -263,7 +263,7 @@ async def test_browser_key_only_where_a_browser_can_open(service, monkeypatch):
 
 
 async def test_f1_shows_the_keys_of_the_login_screen(service):
-    from console.screens.help import HelpScreen
+    from console.screens.modals.help import HelpScreen
 
     app = LoginHost(service, user_id="pia")
     async with app.run_test(size=(120, 40)) as pilot:
