@@ -15,6 +15,7 @@ from support.waiting import wait_for_sync
 HAVE_POSTGRES = importlib.util.find_spec("console.store.postgres") is not None
 KEY = "sk-test-master-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+START, EXCHANGE, STATUS = "/auth/claude/oauth/start", "/auth/claude/oauth/exchange", "/auth/claude/oauth/status"
 # Any Anthropic access or refresh token (the emulator issues sk-ant-oat01-... and sk-ant-ort01-...),
 # masked or not: the API shows neither, in any form.
 TOKEN_RE = re.compile(r"sk-ant-o[ar]t")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from console.screens.detail import DetailScreen
 from console.widgets.board_view import BoardView
 
 from .screen_cells import screen_text
@@ -22,3 +23,18 @@ async def loaded_board(pilot) -> BoardView:
 
 def notifications(app) -> list[str]:
     return [n.message for n in app._notifications]
+
+
+DETAIL_SIZE = (120, 50)
+
+
+async def open_detail(pilot, user_id: str) -> DetailScreen:
+    app = pilot.app
+    board = await loaded_board(pilot)
+    board.select_user(user_id)
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
+    screen = app.screen
+    await wait_until(pilot, lambda: screen.loaded, what="the record")
+    await pilot.pause()
+    return screen
