@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from .conftest import TOKEN_RE
+from .helpers import TOKEN_RE
 
 pytestmark = pytest.mark.e2e
 

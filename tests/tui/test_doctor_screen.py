@@ -5,15 +5,9 @@ from __future__ import annotations
 from console.app import ConsoleApp
 from console.screens.doctor import DoctorScreen
 
-from screen_cells import screen_text
+from support.screen_cells import screen_text
+from support.tui import wait_until
 
-
-async def wait_for(pilot, condition, what: str, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{screen_text(pilot.app)}")
 
 
 async def test_d_shows_the_doctor_checks_and_r_runs_them_again(service, emulator, login):
@@ -21,7 +15,7 @@ async def test_d_shows_the_doctor_checks_and_r_runs_them_again(service, emulator
     app = ConsoleApp(service, refresh_interval=60)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("D")
-        await wait_for(pilot, lambda: isinstance(app.screen, DoctorScreen) and app.screen.checks, "the checks")
+        await wait_until(pilot, lambda: isinstance(app.screen, DoctorScreen) and app.screen.checks, "the checks", timeout=15)
         text = screen_text(app)
         assert "✓ configuration" in text and "✓ token endpoint" in text and "all checks pass" in text
         same = [(c.name, c.ok) for c in await service.doctor()]  # the CLI's checks (details hold timings)
@@ -29,10 +23,10 @@ async def test_d_shows_the_doctor_checks_and_r_runs_them_again(service, emulator
 
         emulator.state.configure(token_moved=True)
         await pilot.press("r")
-        await wait_for(pilot, lambda: "1 check failed" in screen_text(app), "the failed check")
+        await wait_until(pilot, lambda: "1 check failed" in screen_text(app), "the failed check", timeout=15)
         assert "✗ token endpoint" in screen_text(app) and "it has moved" in screen_text(app)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not isinstance(app.screen, DoctorScreen), "the board again")
+        await wait_until(pilot, lambda: not isinstance(app.screen, DoctorScreen), "the board again")
 
 
 async def test_a_moved_host_in_the_configuration_is_notified_at_start(console_env, monkeypatch):

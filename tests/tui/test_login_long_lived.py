@@ -5,15 +5,9 @@ from __future__ import annotations
 from console.screens.login import LoginScreen
 
 from _login_host import LoginHost
-from screen_cells import screen_text
+from support.screen_cells import screen_text
+from support.tui import wait_until
 
-
-async def wait_for(pilot, condition, what: str, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{screen_text(pilot.app)}")
 
 
 async def test_ctrl_l_logs_in_with_a_long_lived_token(service, emulator):
@@ -24,12 +18,12 @@ async def test_ctrl_l_logs_in_with_a_long_lived_token(service, emulator):
         await pilot.press("enter")
         screen = app.screen
         assert isinstance(screen, LoginScreen)
-        await wait_for(pilot, lambda: screen.stage == "code", "the URL stage")
+        await wait_until(pilot, lambda: screen.stage == "code", "the URL stage")
         url = screen.start.authorization_url
         assert "scope=user%3Ainference&" in url or url.endswith("scope=user%3Ainference")
         approved = emulator.approve(url, email="carol@example.com")
         screen._submit_code(approved["pasted"])
-        await wait_for(pilot, lambda: screen.stage == "done", "the success stage")
+        await wait_until(pilot, lambda: screen.stage == "done", "the success stage")
     stored = await service.get_record("carol")
     assert stored.long_lived and stored.refresh_token is None and stored.scopes == ["user:inference"]
     assert 364 * 86400 < stored.expires_in() <= 365 * 86400
