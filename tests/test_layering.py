@@ -17,7 +17,8 @@ import console
 
 PACKAGE = Path(console.__file__).parent
 # The engine: these top-level modules and every module under these packages.
-ENGINE_MODULES = {"service", "oauth", "tokens", "errors", "config", "crypto", "logs", "refresher", "qr", "journal"}
+ENGINE_MODULES = {"service", "oauth", "tokens", "errors", "config", "crypto", "logs", "refresher", "qr", "journal",
+                  "usage", "usage_poll"}
 ENGINE_PACKAGES = {"store", "transfer"}
 # What the engine must never import: the faces of the package, and the libraries only faces use.
 FACES = {"console.cli", "console.api", "console.screens", "console.widgets", "console.app", "console.ui",
