@@ -327,3 +327,44 @@ def level(percent: float | None) -> str:
     if percent is None:
         return "none"
     return "full" if percent >= ALERT else "high" if percent >= WARN else "ok"
+
+
+# -- what a board row shows ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UsageCells:
+    """A user's plan and window percentages as the board's cells and filters read them."""
+
+    plan: str | None = None
+    p5h: float | None = None
+    p7d: float | None = None
+    peak: float | None = None
+
+
+def usage_cells(facts: AccountFacts | None) -> UsageCells:
+    if facts is None:
+        return UsageCells()
+    usage = facts.usage_model
+    five = usage.window("5h") if usage else None
+    seven = usage.window("7d") if usage else None
+    return UsageCells(facts.plan, five.utilization if five else None, seven.utilization if seven else None,
+                      usage.peak if usage else None)
+
+
+def usage_term(term: str):
+    """A filter term on usage: ``5h>80``, ``7d>=95``, ``5h<10``, ``any>80`` or ``plan:max`` ->
+    a test of ``UsageCells``; None when the term is plain text."""
+    import re
+
+    term = term.lower()
+    if term.startswith("plan:") and len(term) > 5:
+        word = term[5:]
+        return lambda c: c.plan is not None and word in c.plan.lower().replace(" ", "")
+    match = re.fullmatch(r"(5h|7d|any)(>=|<=|>|<|=)(\d+(?:\.\d+)?)%?", term)
+    if match is None:
+        return None
+    field = {"5h": "p5h", "7d": "p7d", "any": "peak"}[match.group(1)]
+    op, limit = match.group(2), float(match.group(3))
+    compare = {">": float.__gt__, "<": float.__lt__, ">=": float.__ge__, "<=": float.__le__,
+               "=": float.__eq__}[op]
+    return lambda c: getattr(c, field) is not None and compare(float(getattr(c, field)), limit)

@@ -7,6 +7,7 @@ chained (the next is armed when the last one lands), so they never overlap.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from textual import on, work
@@ -27,6 +28,8 @@ from ..widgets.board_view import COLUMNS, BoardView
 from ..widgets.health_bar import HealthBar
 from .modals.confirm import ConfirmScreen
 
+log = logging.getLogger("console.tui")
+
 
 class PolledPage(Message):
     """One page of a listing: the board upserts it at once, so big stores show rows early."""
@@ -44,6 +47,14 @@ class Polled(Message):
         self.user_ids = user_ids
         self.health = health
         self.seconds = seconds
+
+
+class PolledUsage(Message):
+    """Every user's stored plan and usage (``{user: AccountFacts}``), read after a listing."""
+
+    def __init__(self, facts: dict) -> None:
+        super().__init__()
+        self.facts = facts
 
 
 class PollFailed(Message):
@@ -73,9 +84,14 @@ FIRST_PAGE = 1000         # users in the first listing page: painted at once
 PAGE_SIZE = 20000         # users per later page
 POLL_COST_FACTOR = 4.0    # wait at least this many times as long as the last poll took
 
+# Digits pick the first nine columns; the usage columns have letters of their own.
+_USAGE_SORT_KEYS = {"plan": "p", "5h": "u", "7d": "w"}
 _SORT_BINDINGS = [Binding(str(i), f"sort('{c.key}')", f"Sort: {c.title.lower()}", show=False,
                           tooltip=f"Sort by {c.title.lower()} (again: reverse)")
-                  for i, c in enumerate(COLUMNS, start=1)]
+                  for i, c in enumerate([c for c in COLUMNS if c.key not in _USAGE_SORT_KEYS], start=1)]
+_SORT_BINDINGS += [Binding(letter, f"sort('{key}')", f"Sort: {key}", show=False,
+                           tooltip=f"Sort by {'plan' if key == 'plan' else key + ' usage'} (again: reverse)")
+                   for key, letter in _USAGE_SORT_KEYS.items()]
 
 
 class BoardScreen(Screen[None]):
@@ -175,6 +191,10 @@ class BoardScreen(Screen[None]):
                 seen.update(record.user_id for record in page)
                 self.post_message(PolledPage(page))
             health = await service.health()
+            try:  # stored answers only: the board never asks Claude itself here
+                self.post_message(PolledUsage(await service.usage_of(None)))
+            except Exception as exc:  # noqa: BLE001 - usage is optional: tokens still show
+                log.info("usage not read: %s", exc)
         except Exception as exc:  # every failure is one line in a notification
             self.post_message(PollFailed(reason(exc)))
         else:
@@ -210,6 +230,10 @@ class BoardScreen(Screen[None]):
             self.notify("storage is readable again")
         self._poll_finished(message.seconds)
 
+    @on(PolledUsage)
+    def _apply_usage(self, message: PolledUsage) -> None:
+        self.board.set_usage(message.facts)
+
     @on(PollFailed)
     def _poll_failed(self, message: PollFailed) -> None:
         self.board.loading = False
@@ -229,6 +253,9 @@ class BoardScreen(Screen[None]):
             else f"Users ({message.total})"
         if board.filter_text:
             title += f" · filter “{board.filter_text}”"
+        high = board.usage_high()
+        if high:
+            title += f" · {high} at ≥80% usage"
         board.border_title = f"{title} · sorted by {order}{' (reversed)' if board.sort_reverse else ''}"
         field = self._filter_field()
         self.set_class(bool(board.filter_text) or (field is not None and field.has_focus), "-filtering")

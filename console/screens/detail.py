@@ -24,11 +24,13 @@ from .modals.confirm import ConfirmScreen
 
 
 class Loaded(Message):
-    def __init__(self, record: TokenRecord | None, events: list, error: str | None = None) -> None:
+    def __init__(self, record: TokenRecord | None, events: list, error: str | None = None,
+                 facts=None) -> None:
         super().__init__()
         self.record = record
         self.events = events
         self.error = error
+        self.facts = facts   # AccountFacts: stored usage and plan, or None
 
 
 class ActionDone(Message):
@@ -65,6 +67,7 @@ class DetailScreen(Screen[None]):
         # Only the masked record is kept: the screen never holds a usable token.
         self.record: TokenRecord | None = None
         self.events: list = []
+        self.facts = None
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -73,6 +76,8 @@ class DetailScreen(Screen[None]):
             yield Label(f"User {markup_safe(self.user_id)}", id="detail-title")
             yield StatusBadge(id="detail-status")
             yield Static("loading…", id="detail-fields")
+            yield Label("Usage and plan", classes="detail-heading")
+            yield Static("", id="detail-usage")
             yield Label("Test", classes="detail-heading")
             yield Static("press t to ask the provider whose token this is", id="detail-profile")
             yield Label("Audit trail", classes="detail-heading")
@@ -81,7 +86,7 @@ class DetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.load()
-        self.set_interval(1.0, self._show_fields)   # the countdown moves
+        self.set_interval(1.0, self._tick)   # the countdowns move
 
     # -- loading -----------------------------------------------------------------------
 
@@ -94,10 +99,16 @@ class DetailScreen(Screen[None]):
         except Exception as exc:
             self.post_message(Loaded(None, [], reason(exc)))
             return
+        try:  # stored answers only; usage is optional, the token fields still show
+            facts = (await service.usage_of([self.user_id])).get(self.user_id)
+        except Exception as exc:  # noqa: BLE001
+            facts = None
+            events = list(events)
+            self.notify(f"usage not read: {reason(exc)}", severity="warning")
         if record is not None:
             record = record.evolve(access_token=mask(record.access_token),
                                    refresh_token=mask(record.refresh_token))
-        self.post_message(Loaded(record, events))
+        self.post_message(Loaded(record, events, facts=facts))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
@@ -105,8 +116,10 @@ class DetailScreen(Screen[None]):
             self.notify(message.error, title="Cannot read this user", severity="error", timeout=10)
             return
         self.record, self.events, self.loaded = message.record, message.events, True
+        self.facts = message.facts
         with self.app.batch_update():
             self._show_fields()
+            self._show_usage()
             self._show_audit()
 
     def _status(self) -> Status | None:
@@ -164,6 +177,59 @@ class DetailScreen(Screen[None]):
         for name, value in rows:
             table.add_row(name, Text(shown(value, 4096)))  # stored text: never markup, never controls
         fields.update(table)
+
+    def _tick(self) -> None:
+        self._show_fields()
+        self._show_usage()
+
+    def _show_usage(self) -> None:
+        """Every window with its bar and reset countdown, extra usage, plan, organisation,
+        when and by whom it was fetched, and the last usage and profile errors."""
+        if not self.loaded:
+            return
+        from ..usage import bar, level
+
+        widget = self.query_one("#detail-usage", Static)
+        facts = self.facts
+        if facts is None:
+            widget.update("not fetched yet (the refresher, or claude-console usage --user U --fresh, asks Claude)")
+            return
+        now = self.app.clock()
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")
+        profile = facts.profile_model
+        rows = [("plan", facts.plan or "unknown")]
+        if profile is not None:
+            org = profile.organization_name or "—"
+            if profile.organization_uuid:
+                org += f" ({profile.organization_uuid})"
+            rows += [("organization", org),
+                     ("org type", profile.organization_type or "—"),
+                     ("rate limit tier", profile.rate_limit_tier or "—"),
+                     ("subscription", profile.subscription_status or "—"),
+                     ("display name", profile.display_name or "—")]
+        usage = facts.usage_model
+        for w in usage.windows if usage else ():
+            word = {"high": "  at or above 80%", "full": "  at or above 95%"}.get(level(w.utilization), "")
+            resets = f"  resets in {format_duration(w.resets_at - now)}" if w.resets_at else ""
+            rows.append((w.label, f"{bar(w.utilization, 10)} {w.utilization:.0f}%{word}{resets}"))
+        if usage is not None and usage.extra is not None:
+            extra = usage.extra
+            rows.append(("extra usage", "on" if extra.is_enabled else "off"
+                         + (f", {extra.used_credits:g} of {extra.monthly_limit:g} credits"
+                            if extra.used_credits is not None and extra.monthly_limit is not None else "")))
+        rows.append(("fetched", f"{format_time(facts.usage_fetched_at)} by {facts.usage_fetched_by}"
+                     if facts.usage_fetched_at else "never"))
+        if facts.profile_fetched_at:
+            rows.append(("profile fetched", format_time(facts.profile_fetched_at)))
+        if facts.usage_error:
+            rows.append(("usage error", facts.usage_error))
+        if facts.profile_error:
+            rows.append(("profile error", facts.profile_error))
+        for name, value in rows:
+            table.add_row(name, Text(shown(value, 4096)))
+        widget.update(table)
 
     def _show_audit(self) -> None:
         audit = self.query_one("#detail-audit", Static)

@@ -29,6 +29,7 @@ from textual.strip import Strip
 
 from ..tokens import DEFAULT_REFRESH_BUFFER, Status, TokenRecord, format_duration, token_status
 from ..users import shown
+from ..usage import WARN, UsageCells, bar, level, usage_cells, usage_term
 from .status_badge import LABEL_WIDTH, LONG_LIVED_LABEL, status_label
 
 
@@ -51,10 +52,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("refreshes", "REFRESHES", "REFR", 4, 10, right=True),
     Column("source", "SOURCE", "SRC", 6, 8),
     Column("scopes", "SCOPES", "SCOPES", 6, 0),
+    Column("plan", "PLAN", "PLAN", 4, 8),
+    Column("5h", "5H", "5H", 4, 10, right=True),
+    Column("7d", "7D", "7D", 4, 10, right=True),
 )
 SORT_KEYS: tuple[str, ...] = tuple(c.key for c in COLUMNS)
-_DROP_ORDER = ("scopes", "source", "refreshes", "last_used")   # first to go when too narrow
-_GROW_ORDER = ("email", "user", "expires", "last_used", "refreshes", "source")
+_DROP_ORDER = ("scopes", "source", "refreshes", "last_used", "plan")   # first to go when too narrow
+_GROW_ORDER = ("email", "user", "5h", "7d", "plan", "expires", "last_used", "refreshes", "source")
 
 
 def layout_columns(width: int) -> list[tuple[Column, int]]:
@@ -70,6 +74,11 @@ def layout_columns(width: int) -> list[tuple[Column, int]]:
         cols = [c for c in cols if c.key != key]
     widths = {c.key: c.minimum for c in cols}
     spare = width - need(cols)
+    for col in cols:  # who the row is comes first: the account and user grow to their ideal
+        if col.key in ("email", "user") and spare > 0:
+            grow = min(spare, col.ideal - widths[col.key])
+            widths[col.key] += grow
+            spare -= grow
     growable = [c for key in _GROW_ORDER for c in cols if c.key == key]
     while spare > 0 and growable:
         for col in list(growable):
@@ -123,8 +132,20 @@ def _fit(text: str, width: int, right: bool = False) -> str:
     return pad + text if right else text + pad
 
 
-def _sort_key(key: str, records: dict[str, TokenRecord], status: dict[str, Status]) -> Callable:
+_NO_USAGE = UsageCells()
+
+
+def _sort_key(key: str, records: dict[str, TokenRecord], status: dict[str, Status],
+              usage: dict[str, UsageCells] | None = None) -> Callable:
     """Ascending key for a column; every key ends with the user id, so keys are unique."""
+    usage = usage if usage is not None else {}
+    if key in ("5h", "7d"):   # users without the window sort after every percentage
+        def by_window(u, window=key):
+            pct = getattr(usage.get(u, _NO_USAGE), "p" + window)
+            return (pct is None, pct or 0.0, u)
+        return by_window
+    if key == "plan":
+        return lambda u: (usage.get(u, _NO_USAGE).plan is None, (usage.get(u, _NO_USAGE).plan or "").lower(), u)
     if key == "status":
         return lambda u: (status[u].urgency, records[u].expires_at, u)
     if key == "user":
@@ -192,7 +213,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         "board--header", "board--header-sorted", "board--cursor", "board--dim",
         "board--status-active", "board--status-expiring", "board--status-expired_refreshable",
         "board--status-expired", "board--status-needs_login", "board--status-account_disabled",
-        "board--status-oauth_not_allowed",
+        "board--status-oauth_not_allowed", "board--usage-high", "board--usage-full",
     }
 
     class ViewChanged(Message):
@@ -219,6 +240,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         # These dicts are mutated in place, never replaced: the sort key closes over them.
         self._records: dict[str, TokenRecord] = {}
         self._status: dict[str, Status] = {}
+        self._usage: dict[str, UsageCells] = {}   # plan and window percentages (set_usage)
         self._text: dict[str, str] = {}
         self._counts: dict[Status, int] = {s: 0 for s in Status}
         self._order: list[str] = []
@@ -229,7 +251,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._filtered_from: str | None = None   # the query the view was built for
         self._sort_key = "status"
         self._sort_reverse = False
-        self._key_of = _sort_key("status", self._records, self._status)
+        self._key_of = _sort_key("status", self._records, self._status, self._usage)
         self._keys: dict[str, tuple] = {}         # each user's current sort key
         self._key = self._keys.__getitem__        # C-level lookups for sort and bisect
         self._edges: list[tuple[float, int, str, TokenRecord]] = []   # (when, seq, user, record)
@@ -282,6 +304,37 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     def counts(self) -> dict[Status, int]:
         return dict(self._counts)
 
+    def usage_of(self, user_id: str) -> UsageCells | None:
+        return self._usage.get(user_id)
+
+    def usage_high(self, threshold: float = WARN) -> int:
+        """Users (on the board) at or above ``threshold`` percent of any window."""
+        return sum(1 for uid, cells in self._usage.items()
+                   if uid in self._records and cells.peak is not None and cells.peak >= threshold)
+
+    def set_usage(self, facts: dict) -> bool:
+        """Plan and usage per user (``{user: AccountFacts}``, as stored); returns whether the
+        board changed. A usage sort is re-sorted; the filter is applied again."""
+        changed = False
+        for uid, one in facts.items():
+            cells = usage_cells(one)
+            if self._usage.get(uid) != cells:
+                self._usage[uid] = cells
+                changed = True
+        if not changed:
+            return False
+        if self._sort_key in ("plan", "5h", "7d"):
+            keys, key_of = self._keys, self._key_of
+            for uid in self._records:
+                keys[uid] = key_of(uid)
+            self._order = sorted(self._records, key=self._key)
+            self._order_text = [self._text[uid] for uid in self._order]
+        self._lines.clear()
+        self._filtered_from = None
+        self._refilter()
+        self._after_view_change()
+        return True
+
     # -- changing the data -------------------------------------------------------------
 
     def set_records(self, records: Iterable[TokenRecord], *, complete: bool = True) -> bool:
@@ -330,7 +383,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             reverse = (not self._sort_reverse) if key == self._sort_key else False
         if key != self._sort_key:
             self._sort_key = key
-            self._key_of = key_of = _sort_key(key, self._records, self._status)
+            self._key_of = key_of = _sort_key(key, self._records, self._status, self._usage)
             keys = self._keys
             for uid in self._records:
                 keys[uid] = key_of(uid)
@@ -472,8 +525,10 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     def _refilter(self) -> None:
         query = self._filter.lower()
         terms = query.split()
-        narrowing = bool(terms) and self._filtered_from is not None and self._filtered_from != "" \
-            and query.startswith(self._filtered_from)
+        usage_terms = [t for t in terms if usage_term(t) is not None]
+        terms = [t for t in terms if t not in usage_terms]
+        narrowing = bool(terms) and not usage_terms and self._filtered_from is not None \
+            and self._filtered_from != "" and query.startswith(self._filtered_from)
         if narrowing:  # a longer query only narrows: start from the current view
             ids, texts = self._view, self._view_text
         else:
@@ -482,6 +537,11 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             keep = list(map(str.__contains__, texts, repeat(term)))
             if keep.count(False):   # (a term every row has, like "@", changes nothing)
                 ids, texts = list(compress(ids, keep)), list(compress(texts, keep))
+        for term in usage_terms:   # 5h>80, 7d<=50, plan:max: on the usage cells, not the text
+            test = usage_term(term)
+            usage = self._usage
+            keep = [test(usage.get(uid, _NO_USAGE)) for uid in ids]
+            ids, texts = list(compress(ids, keep)), list(compress(texts, keep))
         if self._sort_reverse and not narrowing:
             ids, texts = ids[::-1], texts[::-1]
         self._view, self._view_text = ids, texts
@@ -607,7 +667,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         record = self._records[uid]
         now = self._clock()
         # A row looks the same for a whole second: draw it once (scrolling, typing a filter).
-        key = (uid, id(record), index == self._cursor, int(now), width)
+        key = (uid, id(record), index == self._cursor, int(now), width, self._usage.get(uid))
         strip = self._lines.get(key)
         if strip is None:
             strip = self._row_strip(record, now, index == self._cursor, width, base)
@@ -634,6 +694,30 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             segments.append(Segment(text, sorted_style if is_sorted else header))
             segments.append(Segment(" ", header))
         return Strip(segments).adjust_cell_length(width, header)
+
+    def _usage_cell(self, key: str, uid: str, width: int, row_style: Style, dim: Style,
+                    is_cursor: bool) -> tuple[str, Style]:
+        """PLAN, or a window's percent with a small bar; a word-free mark (``!`` at >= 80,
+        ``!!`` at >= 95) keeps it readable without colour."""
+        cells = self._usage.get(uid, _NO_USAGE)
+        if key == "plan":
+            return (cells.plan or "—"), (row_style if cells.plan else dim)
+        pct = getattr(cells, "p" + key)
+        if pct is None:
+            return "—", dim
+        mark = {"high": "!", "full": "!!"}.get(level(pct), "")
+        text = next((t for t in (f"{pct:.0f}%{mark}", f"{pct:.0f}{mark}", f"{pct:.0f}{mark[:1]}")
+                     if len(t) <= width), f"{pct:.0f}")
+        room = width - len(text) - 1
+        if room >= 3:
+            text = f"{bar(pct, min(room, 5))} {text}"
+        style = row_style
+        if mark:
+            style = row_style + self.get_component_rich_style(
+                "board--usage-full" if mark == "!!" else "board--usage-high")
+            if is_cursor:
+                style = style + self.get_component_rich_style("board--cursor")
+        return text, style
 
     def _row_strip(self, record: TokenRecord, now: float, is_cursor: bool, width: int, base: Style) -> Strip:
         status = token_status(record, now, self._buffer)
@@ -667,6 +751,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 text = str(record.refresh_count)
             elif key == "source":
                 text = record.source or "—"
+            elif key in ("plan", "5h", "7d"):
+                text, style = self._usage_cell(key, record.user_id, col_width, row_style, dim, is_cursor)
             else:
                 text = short_scopes(record.scopes)
             segments.append(Segment(_fit(text, col_width, column.right), style))
