@@ -356,6 +356,11 @@ class PostgresTier(BulkPaths, DueClaims, Tier):
             raise StorageError(f"user {user_id!r}'s row is locked by another session (a restore, a key "
                                f"rotation or an open SELECT ... FOR UPDATE) for over {self.row_lock_timeout:g}s; "
                                "nothing was refreshed", hint="retry when that session ends") from None
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            held.alive = False  # the lock went with its connection: nothing is spent, so stop here
+            raise self._unavailable(exc) from None
 
     async def _finish_lock(self, pool, held: _Held) -> None:
         """Commit, even after an error: what was written inside (a failure note) must stay."""
