@@ -313,6 +313,13 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             self._apply([], removed)
         return bool(removed)
 
+    def remove(self, user_ids: Iterable[str]) -> bool:
+        """Drop these users (deleted elsewhere); returns whether any was shown."""
+        removed = [uid for uid in dict.fromkeys(user_ids) if uid in self._records]
+        if removed:
+            self._apply([], removed)
+        return bool(removed)
+
     def set_filter(self, text: str) -> None:
         text = text.strip()
         if text == self._filter:
