@@ -26,15 +26,15 @@ CURSOR = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
 # Columns 0-19 are the listing's own (rows_to_records reads them); then the cursor, whether the
 # row is a change at all, and the changed user (NULL with hit: everything).
 _READ = f"""s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin),
-c AS (SELECT DISTINCT user_id FROM {CHANGES} WHERE tx >= $1::text::xid8)
+c AS (SELECT user_id, array_agg(seq) AS seqs FROM {CHANGES} WHERE tx >= $1::text::xid8 GROUP BY user_id)
 SELECT t.user_id, '{HIDDEN}', CASE WHEN t.refresh_token_encrypted IS NULL THEN NULL ELSE '{HIDDEN}' END,
-    {_TAIL}, s.xmin, c.hit, c.user_id
-FROM s LEFT JOIN (SELECT true AS hit, user_id FROM c) c ON true
+    {_TAIL}, s.xmin, c.hit, c.user_id, c.seqs
+FROM s LEFT JOIN (SELECT true AS hit, user_id, seqs FROM c) c ON true
     LEFT JOIN {TOKENS} t ON t.user_id = c.user_id"""
 CHANGES_SINCE = f"WITH {_READ}"
 CHANGES_SINCE_PRUNING = f"""WITH p AS (DELETE FROM {CHANGES} WHERE changed_at < now() - interval '{RETAIN}'),
 {_READ}"""
-_XMIN, _HIT, _CHANGED = 20, 21, 22
+_XMIN, _HIT, _CHANGED, _SEQS = 20, 21, 22, 23
 
 
 class ChangeFeed:
@@ -46,12 +46,13 @@ class ChangeFeed:
     rows_to_records: Callable[..., list]
     _pruned_at: float = 0.0
 
-    async def change_cursor(self) -> tuple[str, float]:
+    async def change_cursor(self) -> tuple[str, float, frozenset]:
+        """(oldest running transaction id, when read, the "everything" rows already acted on)."""
         xmin = await self.attempt(lambda conn: conn.fetchval(CURSOR))
-        return xmin, time.monotonic()
+        return xmin, time.monotonic(), frozenset()
 
-    async def changes_since(self, cursor: tuple[str, float]) -> Changes:
-        xmin, taken = cursor
+    async def changes_since(self, cursor: tuple[str, float, frozenset]) -> Changes:
+        xmin, taken, handled = cursor
         now = time.monotonic()
         if now - taken > TRUST_FOR:   # rows it needs may have been pruned
             return Changes(await self.change_cursor(), everything=True)
@@ -59,9 +60,12 @@ class ChangeFeed:
         if now - self._pruned_at > PRUNE_EVERY:
             self._pruned_at, sql = now, CHANGES_SINCE_PRUNING
         rows = await self.attempt(lambda conn: conn.fetch(sql, xmin))
-        fresh = (rows[0][_XMIN], now)
+        # "Everything" rows stay in the window while an older transaction runs anywhere on the
+        # server: each is acted on once (a listing taken after it saw what it stands for).
+        marks = frozenset(seq for row in rows if row[_HIT] and row[_CHANGED] is None for seq in row[_SEQS])
+        fresh = (rows[0][_XMIN], now, marks)
+        if marks - handled:
+            return Changes(fresh, everything=True)
         present = [row for row in rows if row[0] is not None]
         removed = [row[_CHANGED] for row in rows if row[0] is None and row[_CHANGED] is not None]
-        if any(row[_HIT] and row[_CHANGED] is None for row in rows):
-            return Changes(fresh, everything=True)
         return Changes(fresh, self.rows_to_records(present, False), removed)

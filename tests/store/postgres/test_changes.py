@@ -85,3 +85,22 @@ async def test_claims_and_key_rotation_are_not_changes(tier, pg_dsn, connect):
     finally:
         await conn.close()
     assert noted == 1, "only judy's insert is noted, not the claim"
+
+
+async def test_a_list_everything_mark_is_acted_on_once(tier, pg_dsn, connect):
+    """While an old transaction stays open elsewhere, the mark stays in the window: a reader
+    that listed everything because of it must not be told to list everything again."""
+    cursor = await tier.change_cursor()
+    old = await connect(pg_dsn)
+    try:
+        transaction = old.transaction()
+        await transaction.start()
+        await old.fetchval("SELECT pg_current_xact_id()")         # holds the oldest transaction id
+        await tier.put_many([record(f"user{i:04d}") for i in range(1500)])
+        first = await tier.changes_since(cursor)
+        assert first.everything
+        second = await tier.changes_since(first.cursor)
+        assert not second.everything, "the same mark must not ask for a second full listing"
+        await transaction.rollback()
+    finally:
+        await old.close()

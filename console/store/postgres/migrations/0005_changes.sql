@@ -4,9 +4,11 @@
 -- have changed: list again") when a statement touches more than 1000 users (a restore).
 -- A reader keeps, as its cursor, the oldest transaction still running when it last read
 -- (pg_snapshot_xmin); it reads the rows of transactions at or after that id, so a writer that
--- commits late is never skipped. Rows older than ten minutes are pruned by the readers.
+-- commits late is never skipped; it remembers the "everything" rows it has acted on (by seq),
+-- so one is not acted on twice. Rows older than ten minutes are pruned by the readers.
 
 CREATE TABLE IF NOT EXISTS "LiteLLM_ClaudeOAuthChanges" (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY,
     tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
     user_id VARCHAR(256),
     changed_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT clock_timestamp()
