@@ -8,7 +8,6 @@ Also: the store's paged listing that lets the board stream 100 000 users.
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 from textual.app import App
@@ -18,6 +17,8 @@ from console.crypto import generate_key
 from console.service import AuthService
 from console.tokens import TokenRecord, token_status
 from console.widgets.board_view import _PACK_CHUNK, SORT_KEYS, BoardView, _search_text, _sort_key
+
+from support.tui import wait_until
 
 NOW = 1_750_000_000.0
 
@@ -121,10 +122,8 @@ async def test_time_alone_moves_a_row_up_the_urgency_order():
 
 async def packed(pilot, board: BoardView, timeout: float = 5.0) -> None:
     """Wait until no packing of the search texts is scheduled or under way."""
-    deadline = time.monotonic() + timeout
-    while board._pack_timer is not None or board._pack_start is not None:
-        assert time.monotonic() < deadline, "the search texts were never packed"
-        await pilot.pause(0.02)
+    await wait_until(pilot, lambda: board._pack_timer is None and board._pack_start is None,
+                     "the search texts to be packed", timeout)
 
 
 async def test_packed_search_texts_filter_the_same_after_loads_and_sorts():
