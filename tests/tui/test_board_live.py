@@ -17,7 +17,7 @@ from console.service import AuthService
 from console.tokens import TokenRecord
 from console.widgets.board_view import BoardView
 
-from screen_cells import screen_text
+from support.screen_cells import screen_text
 
 SIZE = (120, 40)
 
