@@ -28,6 +28,7 @@ from ...errors import StaleWrite, StorageError, TierUnavailable
 from ...tokens import TokenRecord
 from ..base import DOWN, UP, AuditEvent, PendingLogin, RotationReport, Tier, TierHealth
 from .bulk import BulkPaths
+from .changes import ChangeFeed
 from .connection import (POOL_LOCKS, POOLS, SharedPool, connect_options, describe_dsn, explain,
                          is_connection_error, is_lost, is_permanent, lock_key, release_quietly,
                          reset_connection)
@@ -66,7 +67,7 @@ def writing_as(actor: str | None):
 
 
 
-class PostgresTier(BulkPaths, DueClaims, Tier):
+class PostgresTier(BulkPaths, DueClaims, ChangeFeed, Tier):
     name = "postgres"
     writable = True
     CAN_ROTATE_KEYS = CAN_MIGRATE = True
