@@ -770,8 +770,8 @@ class AuthService:
                 self.journal.mark_done(slot)
         self._remember(saved)
         await self._audit("login", uid, True, f"account {saved.account_email or '?'}")
-        if self.keeps_facts:
-            self._later(self._profile_after_login(uid))
+        if self.keeps_facts:  # the plan, at once: one call, its failure kept, never the login's
+            await self._profile_after_login(uid)
         return saved
 
     # -- logout, listing, health -------------------------------------------------------

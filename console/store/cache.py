@@ -265,24 +265,30 @@ class RedisCacheTier(Tier):
         """The cached facts of ``user_ids`` (one MGET); misses are simply absent."""
         if not user_ids:
             return {}
+        if not self.caching:
+            return {}
         raws = await self._call(lambda r: r.mget([self.facts_key(u) for u in user_ids]))
         out = {}
         for uid, raw in zip(user_ids, raws):
-            if raw:
-                with contextlib.suppress(ValueError):
-                    out[uid] = json.loads(raw)
+            _, _, sealed = (raw or b"").partition(b"|")
+            if sealed:
+                with contextlib.suppress(CryptoError, ValueError):
+                    out[uid] = json.loads(self.keyring.decrypt(sealed.decode(), uid))
         return out
 
     async def set_facts(self, facts: list[dict]) -> None:
-        """Cache facts as the primary holds them (after a write or a read), pipelined."""
+        """Cache facts as the primary holds them (after a write or a read), pipelined; sealed
+        like the tokens (emails and organisations are not left in the clear), so nothing is
+        cached without a key."""
         async def run(r):
             pipe = r.pipeline(transaction=False)
             for data in facts:
-                pipe.set(self.facts_key(data["user_id"]), json.dumps(data, separators=(",", ":")),
-                         px=int(self.FACTS_TTL * 1000))
+                uid = data["user_id"]
+                sealed = self.keyring.encrypt(json.dumps(data, separators=(",", ":")), uid)
+                pipe.set(self.facts_key(uid), f"0|{sealed}", px=int(self.FACTS_TTL * 1000))
             return await pipe.execute()
 
-        if facts:
+        if facts and self.caching:
             await self._call(run)
 
     async def drop_facts(self, user_id: str) -> None:
