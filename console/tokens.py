@@ -167,6 +167,53 @@ def check_values(data: dict[str, Any]) -> None:
         raise BadValue("needs_login is not true or false")
 
 
+def _ok_token(v: Any, optional: bool) -> bool:
+    if v is None:
+        return optional
+    return type(v) is str and 0 < len(v) <= TOKEN_MAX and v.isascii() and v.isprintable()
+
+
+def _ok_time(v: Any) -> bool:
+    return v is None or (type(v) in (int, float) and (v == 0 or EARLIEST <= v <= LATEST))
+
+
+def _ok_text(v: Any) -> bool:
+    return v is None or (type(v) is str and len(v) <= TEXT_MAX)
+
+
+def _ok_count(v: Any) -> bool:
+    return v is None or (type(v) is int and v >= 0)
+
+
+def _ok_scopes(v: Any) -> bool:
+    return v is None or (type(v) is list and len(v) <= SCOPES_MAX
+                         and all(type(s) is str and len(s) <= 256 for s in v))
+
+
+_COLUMN_CHECKS = {"access_token": lambda v: _ok_token(v, False), "refresh_token": lambda v: _ok_token(v, True),
+                  "expires_at": _ok_time, "scopes": _ok_scopes, "needs_login": lambda v: type(v) is bool,
+                  **{n: _ok_time for n in _TIME_FIELDS}, **{n: _ok_text for n in _TEXT_FIELDS},
+                  **{n: _ok_count for n in _COUNT_FIELDS}}
+
+
+def check_columns(columns: dict[str, list], count: int) -> dict[int, str]:
+    """``check_values`` for many records held as columns (restores of 100 000 users):
+    ``{row: what is wrong}``. A quick pass per column picks the rows that might be wrong;
+    only those go through ``check_values``, which names the field."""
+    suspects: set[int] = set()
+    for name, ok in _COLUMN_CHECKS.items():
+        column = columns.get(name)
+        if column is not None:
+            suspects.update(i for i, v in enumerate(column) if not ok(v))
+    bad: dict[int, str] = {}
+    for row in sorted(suspects):
+        try:
+            check_values({name: column[row] for name, column in columns.items()})
+        except BadValue as exc:
+            bad[row] = str(exc)
+    return bad
+
+
 def token_status(record: TokenRecord, now: float | None = None,
                  buffer: float = DEFAULT_REFRESH_BUFFER) -> Status:
     """The single place that decides a token's status."""

@@ -21,6 +21,7 @@ from ..tokens import format_time
 from ..ui.messages import StageProgress, WorkFailed
 from ..ui.messages import reason as failure_reason
 from ..ui.styles import styles_path
+from ..users import markup_safe
 from .modals.confirm import ConfirmScreen
 
 OVERWRITE_CHOICES = [
@@ -30,8 +31,8 @@ OVERWRITE_CHOICES = [
 ]
 TABLE_ROWS = 2000   # the diff table shows this many changes; the summary counts them all
 _KIND_TEXT = {"new": "new user", "older": "stored is older", "newer": "stored is newer", "conflict": "conflict",
-              "same": "unchanged"}
-_ACTION_TEXT = {"add": "add", "replace": "replace", "keep": "keep", "none": "-"}
+              "same": "unchanged", "invalid": "invalid"}
+_ACTION_TEXT = {"add": "add", "replace": "replace", "keep": "keep", "none": "-", "refuse": "refuse"}
 
 
 def _when(ts: float | None) -> str:
@@ -206,9 +207,10 @@ class RestoreScreen(Screen[None]):
         with self.app.batch_update():
             table.clear()
             for change in shown[:TABLE_ROWS]:
-                table.add_row(change.user_id, _KIND_TEXT[change.kind], _ACTION_TEXT[change.action],
-                              _when(change.stored_updated_at), _when(change.backup_updated_at), change.reason,
-                              key=change.user_id)
+                table.add_row(markup_safe(change.user_id), _KIND_TEXT[change.kind], _ACTION_TEXT[change.action],
+                              _when(change.stored_updated_at), _when(change.backup_updated_at),
+                              markup_safe(change.reason, 200),
+                              key=None if change.action == "refuse" else change.user_id)
         more = f" (the table shows the first {TABLE_ROWS} of {len(shown)} changes)" if len(shown) > TABLE_ROWS else ""
         if writes:
             self._say(f"Dry run: nothing written yet. Press ctrl+r to restore {users_text(writes)}{more}.")
