@@ -121,7 +121,7 @@ def _refuse_missing(asked: list[str] | None, found: list[str]) -> None:
         names = ", ".join(f"'{shown(uid, 40)}'" for uid in missing[:5]) + (", …" if len(missing) > 5 else "")
         which = "user " + names + " is" if len(missing) == 1 else f"users {names} are"
         raise NotLoggedIn(f"{which} not stored, so nothing was backed up",
-                          hint="see the stored users with: claude-console users; or leave them out of --user")
+                          hint="list the stored users with: claude-console users")
 
 
 async def _backup_sql(service: "AuthService", target: Path, users: list[str] | None,
