@@ -735,7 +735,10 @@ class AuthService:
     async def audit_trail(self, user_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
         return await self.store.audit_trail(user_id, limit)
 
-    async def health(self) -> list[TierHealth]:
+    async def health(self, *, rows: bool = False) -> list[TierHealth]:
+        """Each tier's state, the key, the rescue journal; with ``rows`` (one listing: the
+        ``health`` verb, not a probe polled every few seconds) also users whose tokens are
+        locked under a key that is not configured."""
         out = await self.store.health()
         keyring = self.store.primary.keyring
         if keyring is not None and keyring.enabled:
@@ -743,8 +746,28 @@ class AuthService:
             out.append(TierHealth("key", "up", f"key id {keyring.primary_id}{more}"))
         else:
             out.append(TierHealth("key", "not configured", "tokens at rest are not encrypted"))
+        if rows:
+            locked = await self.locked_users()
+            if locked:
+                parts = ", ".join(f"{len(users)} under key id {kid}" for kid, users in sorted(locked.items()))
+                count = sum(map(len, locked.values()))
+                out.append(TierHealth("tokens", "locked", f"{count} user{'s' if count != 1 else ''} locked "
+                                      f"({parts}, not configured): add the key to CLAUDE_TOKEN_ENCRYPTION_KEY"))
         out.append(self.journal_health())
         return out
+
+    async def locked_users(self) -> dict[str, list[str]]:
+        """Key id -> the users whose tokens are under it, for keys that are not configured
+        (nothing is decrypted); empty when the store cannot be listed (health says why)."""
+        try:
+            records = await self.list_users()
+        except ConsoleError:
+            return {}
+        locked: dict[str, list[str]] = {}
+        for record in records:
+            if record.locked:
+                locked.setdefault(record.locked, []).append(record.user_id)
+        return locked
 
     def journal_health(self) -> TierHealth:
         """The rescue journal as a tier line: ``held`` while a rotated token is not yet stored."""
@@ -839,6 +862,7 @@ class AuthService:
             "refresh_count": record.refresh_count,
             "last_refresh_error": record.last_refresh_error,
             "held_locally": record.user_id in self.held_users(),
+            "locked_key": record.locked,
         }
 
     # -- using the token ---------------------------------------------------------------

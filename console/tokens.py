@@ -18,6 +18,7 @@ class Status(str, Enum):
     EXPIRED_REFRESHABLE = "expired_refreshable"
     EXPIRED = "expired"
     NEEDS_LOGIN = "needs_login"
+    LOCKED = "locked"   # stored under a key that is not configured: unreadable until it is
 
     @property
     def usable(self) -> bool:
@@ -31,6 +32,7 @@ class Status(str, Enum):
 
 
 _URGENCY = {
+    Status.LOCKED: 0,
     Status.NEEDS_LOGIN: 0,
     Status.EXPIRED: 1,
     Status.EXPIRED_REFRESHABLE: 2,
@@ -69,6 +71,10 @@ class TokenRecord:
     refresh_failures: int = 0
     needs_login: bool = False
     version: int = 0
+
+    # Not a field: set by a listing on a row whose tokens are under a key that is not
+    # configured (the key id, or "fernet"); such a record's status is LOCKED.
+    locked = None
 
     # -- status ------------------------------------------------------------------------
 
@@ -217,6 +223,8 @@ def check_columns(columns: dict[str, list], count: int) -> dict[int, str]:
 def token_status(record: TokenRecord, now: float | None = None,
                  buffer: float = DEFAULT_REFRESH_BUFFER) -> Status:
     """The single place that decides a token's status."""
+    if record.locked:
+        return Status.LOCKED
     if record.needs_login:
         return Status.NEEDS_LOGIN
     left = record.expires_at - (time.time() if now is None else now)

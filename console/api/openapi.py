@@ -17,7 +17,7 @@ _NNUM = {"type": ["number", "null"]}
 _INT = {"type": "integer"}
 _USER_ID = {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX, "pattern": USER_ID_PATTERN,
             "description": "The user whose tokens to use; default: the server's default user."}
-_STATUSES = ["active", "expiring", "expired_refreshable", "expired", "needs_login", "not_logged_in"]
+_STATUSES = ["active", "expiring", "expired_refreshable", "expired", "needs_login", "locked", "not_logged_in"]
 
 _REASONS = {
     400: "Bad request: malformed JSON, or the login or code was refused",
@@ -85,7 +85,9 @@ SCHEMAS: dict[str, Any] = {
         usable={"type": "boolean"}, expires_in=_INT, expires_at={"type": "number"},
         needs_refresh={"type": "boolean"}, source=_NSTR, account_email=_NSTR, organization=_NSTR,
         scopes={"type": "array", "items": _STR}, last_used=_NNUM, refresh_count=_INT,
-        last_refresh_error=_NSTR),
+        last_refresh_error=_NSTR,
+        locked_key={"type": ["string", "null"],
+                    "description": "status locked: the id of the key the tokens are under, not configured"}),
     "RefreshRequest": _obj([], user_id=_USER_ID,
                            force={"type": "boolean", "default": True,
                                   "description": "false: refresh only if the token is expiring"}),

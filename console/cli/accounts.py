@@ -124,6 +124,10 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
         return [f"{uid}: not logged in. Run: {fix_command('login', raw_uid)}"]
     left = report["expires_in"]
     status = report["status"]
+    if status == "locked":
+        return [f"{uid}: locked: its tokens are under key id {report['locked_key']}, which is not configured",
+                "  add that key to CLAUDE_TOKEN_ENCRYPTION_KEY (comma-separated, new key first), "
+                f"or log in again: {fix_command('login', raw_uid)}"]
     when = f"expires in {format_duration(left)}" if left > 0 else f"expired {format_duration(-left)} ago"
     lines = [f"{uid}: {status.replace('_', ' ')}, {when} ({format_time(report['expires_at'])})",
              f"  account  {report['account_email'] or 'unknown'}"
@@ -247,7 +251,8 @@ def cmd_users(args) -> int:
             return 0
         out(f"{'USER':<20} {'STATUS':<20} {'EXPIRES IN':>11}  {'REFRESHES':>9}  {'SOURCE':<8} ACCOUNT")
         for r in reports:
-            out(f"{shown(r['user_id'], 20):<20} {r['status']:<20} {format_duration(r['expires_in']):>11}  "
+            status = f"locked (key {r['locked_key']})" if r["status"] == "locked" else r["status"]
+            out(f"{shown(r['user_id'], 20):<20} {status:<20} {format_duration(r['expires_in']):>11}  "
                 f"{r['refresh_count']:>9}  {r['source']:<8} {r['account_email'] or ''}")
         return 0
 

@@ -49,13 +49,14 @@ def cmd_health(args) -> int:
         return _probe_server(args.url, args.json)
 
     async def body(service) -> int:
-        health = await service.health()
+        health = await service.health(rows=True)
         if args.json:
             emit_json([h.to_dict() for h in health])
         else:
             for h in health:
                 out(f"{h.name:<9} {h.state:<15} {h.detail}")
-        held = any(h.state == "held" for h in health)  # a rotated token not yet stored
+        # a rotated token not yet stored, or users whose tokens are under a key not configured
+        held = any(h.state in ("held", "locked") for h in health)
         return 0 if service.primary_up(health) and not held else 3  # the write tier decides, and held tokens
 
     return run(args, body)

@@ -110,6 +110,7 @@ class FileTier(Tier):
             raise StorageCorrupt(f"token file {self.path}: the entry for user {user_id!r} is unreadable: {exc}",
                                  hint=f"run: {fix_command('login', user_id)}, or restore the file from a backup") from None
         data = dict(entry)
+        locked = None if secrets else self.keyring.locked_by(data.get("access_token"))
         for key in _SECRET_FIELDS:
             value = data.get(key)
             if value and not secrets:
@@ -118,7 +119,10 @@ class FileTier(Tier):
                 data[key] = self.keyring.decrypt(value, user_id)
         data["user_id"] = user_id
         data["source"] = self.name
-        return TokenRecord.from_dict(data)
+        record = TokenRecord.from_dict(data)
+        if locked:
+            record.locked = locked
+        return record
 
     def _encode(self, record: TokenRecord) -> dict[str, Any]:
         data = record.to_dict()

@@ -147,7 +147,7 @@ def _sort_key(key: str, records: dict[str, TokenRecord], status: dict[str, Statu
 def _same(a: TokenRecord, b: TokenRecord) -> bool:
     """Nothing the board shows differs (a token change always bumps the version)."""
     return (a.version == b.version and a.expires_at == b.expires_at and a.last_used == b.last_used
-            and a.needs_login == b.needs_login and a.refresh_count == b.refresh_count
+            and a.needs_login == b.needs_login and a.locked == b.locked and a.refresh_count == b.refresh_count
             and a.account_email == b.account_email and a.source == b.source)
 
 
@@ -191,7 +191,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     COMPONENT_CLASSES = {
         "board--header", "board--header-sorted", "board--cursor", "board--dim",
         "board--status-active", "board--status-expiring", "board--status-expired_refreshable",
-        "board--status-expired", "board--status-needs_login",
+        "board--status-expired", "board--status-needs_login", "board--status-locked",
     }
 
     class ViewChanged(Message):

@@ -12,6 +12,7 @@ LABELS: dict[Status, str] = {
     Status.EXPIRED_REFRESHABLE: "↻ refresh due",
     Status.EXPIRED: "✗ expired",
     Status.NEEDS_LOGIN: "✗ needs login",
+    Status.LOCKED: "⊘ locked",
 }
 LABEL_WIDTH = max(len(label) for label in LABELS.values())
 
@@ -21,6 +22,7 @@ MEANINGS: dict[Status, str] = {
     Status.EXPIRED_REFRESHABLE: "access token expired; the refresh token can renew it",
     Status.EXPIRED: "expired and no refresh token: log in again",
     Status.NEEDS_LOGIN: "the provider rejected the refresh token: log in again",
+    Status.LOCKED: "stored under an encryption key that is not configured: add that key",
 }
 
 
