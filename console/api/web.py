@@ -151,6 +151,17 @@ def make_server(command: str, gate: WebGate, *, host: str, port: int, public_url
     from textual_serve.server import Server
 
     class GatedServer(Server):
+        def initialize_logging(self) -> None:
+            """textual-serve logs each request line at INFO; never with its query string."""
+            import logging
+
+            from ..logs import AccessLineFilter
+
+            super().initialize_logging()
+            logger = logging.getLogger("aiohttp.access")
+            if not any(isinstance(f, AccessLineFilter) for f in logger.filters):
+                logger.addFilter(AccessLineFilter(drop_query=True))
+
         async def _make_app(self):
             app = await super()._make_app()
             app.middlewares.append(gate.middleware())

@@ -57,6 +57,17 @@ def user_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+def seconds_arg(value: str) -> float:
+    """A finite number of seconds above 0 and at most an hour (``--header-timeout``)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a number of seconds") from None
+    if not 0 < number <= 3600:   # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{value[:40]} is not between 0 and 3600 seconds")
+    return number
+
+
 def count_arg(value: str) -> int:
     """A whole number of 0 or more (``--limit``)."""
     try:
@@ -149,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure-no-auth", action="store_true", help=no_auth_help)
     p.add_argument("--refresher", action="store_true", help="also run the background refresher")
     p.add_argument("--access-log", action="store_true", help="log every request (no bodies)")
+    p.add_argument("--header-timeout", type=seconds_arg, default=10.0, metavar="SECONDS",
+                   help="close a connection whose request line and headers take longer (default: 10)")
 
     p = verb("web", cmd_web, "serve the console to a browser (textual-serve), behind the master key",
              user=False)

@@ -67,7 +67,7 @@ def cmd_serve(args) -> int:
 
     return serve(cli_settings(args), host=args.host, port=args.port,
                  insecure_no_auth=args.insecure_no_auth, refresher=args.refresher,
-                 access_log=args.access_log)
+                 access_log=args.access_log, header_timeout=args.header_timeout)
 
 
 def cmd_web(args) -> int:
