@@ -25,7 +25,7 @@ from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLogg
                      StaleWrite, StorageError, TransientOAuthError)
 from .journal import RescueJournal
 from .store import AuditEvent, Hierarchy, PendingLogin, TierHealth, build_store
-from .tokens import Status, TokenRecord, format_span, token_status
+from .tokens import Status, TokenRecord, count_text, format_span, token_status
 from .logs import redact
 from .users import fix_command, resolve_user
 
@@ -751,7 +751,7 @@ class AuthService:
             if locked:
                 parts = ", ".join(f"{len(users)} under key id {kid}" for kid, users in sorted(locked.items()))
                 count = sum(map(len, locked.values()))
-                out.append(TierHealth("tokens", "locked", f"{count} user{'s' if count != 1 else ''} locked "
+                out.append(TierHealth("tokens", "locked", f"{count_text(count, 'user')} locked "
                                       f"({parts}, not configured): add the key to CLAUDE_TOKEN_ENCRYPTION_KEY"))
         out.append(self.journal_health())
         return out
@@ -774,7 +774,8 @@ class AuthService:
         held = self.held_users()
         if held:
             names = ", ".join(sorted(held)[:5]) + (", …" if len(held) > 5 else "")
-            return TierHealth("journal", "held", f"{len(held)} users' new tokens are held locally, not yet "
+            whose = "1 user's" if len(held) == 1 else f"{len(held)} users'"
+            return TierHealth("journal", "held", f"{whose} new tokens are held locally, not yet "
                               f"stored ({names}); they are written when the store takes them", writable=True)
         try:
             self.journal.open()
@@ -814,7 +815,7 @@ class AuthService:
         tier = self.store.primary if self.store.primary.CAN_ROTATE_KEYS else self._database("rotate-key")
         report = await tier.rotate_keys(batch=batch, progress=progress, on_batch=rotated)
         await self._audit("rotate_key", "*", report.complete,
-                          f"{report.rotated} rows re-encrypted to key id {report.key_id}")
+                          f"{count_text(report.rotated, 'row')} re-encrypted to key id {report.key_id}")
         return report
 
     async def claim_due_refreshes(self, *, limit: int, window: float, keepalive: float, lease: float,

@@ -267,6 +267,13 @@ def format_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
+def count_text(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 user``, ``3 users``, ``1 batch``, ``2 batches``: a count with its noun, for messages."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {plural or (noun + 'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else noun + 's')}"
+
+
 def format_span(seconds: float) -> str:
     """``10 minutes``, ``1 minute``, ``45 seconds``: a setting's length, in words, for sentences."""
     s = int(round(seconds))

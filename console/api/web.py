@@ -17,6 +17,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from ..tokens import format_span
 from .auth import key_matches, required_master_key
 from .ratelimit import TokenBuckets
 
@@ -125,7 +126,7 @@ class WebGate:
         client = request.remote or "unknown"
         wait = self.login_limit.take(client)
         if wait > 0:
-            response = self._page(f"Too many attempts; try again in {int(wait) + 1} seconds.", 429)
+            response = self._page(f"Too many attempts; try again in {format_span(int(wait) + 1)}.", 429)
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
         form = await request.post()

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ..errors import ConsoleError, UsageError
-from ..tokens import format_time
+from ..tokens import count_text, format_time
 from ..users import fix_command, shown
 from .output import emit_json, err, isatty, out, run
 
@@ -206,7 +206,7 @@ def cmd_logout(args) -> int:
         if not users:
             out("No stored users to log out.")
             return 0
-        what = f"{len(users)} users ({', '.join(shown(u) for u in sorted(users)[:5])}" \
+        what = f"{count_text(len(users), 'user')} ({', '.join(shown(u) for u in sorted(users)[:5])}" \
             f"{', …' if len(users) > 5 else ''})" if args.all else f"user '{shown(users[0])}'"
         if not args.yes:
             if not isatty(sys.stdin):

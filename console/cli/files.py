@@ -8,7 +8,7 @@ import sys
 import time
 
 from ..errors import UsageError
-from ..tokens import format_time
+from ..tokens import count_text, format_time
 from ..users import shown
 from .output import emit_json, err, isatty, out, run
 
@@ -170,7 +170,7 @@ def cmd_restore(args) -> int:
         if args.json:
             emit_json({"plan": plan.to_dict(), "result": result.to_dict()})
         else:
-            batches = f"{result.batches} batch" + ("" if result.batches == 1 else "es")
+            batches = count_text(result.batches, "batch")
             refused = f", {result.refused} refused" if result.refused else ""
             out(f"Restored {users_text(len(result.written))} in {batches} ({result.seconds:.1f}s); "
                 f"{result.kept} kept, {result.unchanged} unchanged{refused}.")

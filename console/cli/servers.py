@@ -7,7 +7,7 @@ import json
 import time
 
 from ..errors import UsageError
-from ..tokens import format_time
+from ..tokens import count_text, format_time
 from .output import cli_settings, emit_json, err, out, run
 
 
@@ -80,7 +80,7 @@ def cmd_web(args) -> int:
 def cmd_migrate(args) -> int:
     async def body(service) -> int:
         applied = await service.migrate()
-        out(f"applied {len(applied)} migrations: {', '.join(applied)}" if applied
+        out(f"applied {count_text(len(applied), 'migration')}: {', '.join(applied)}" if applied
             else "the database schema is up to date")
         return 0
 
@@ -95,14 +95,15 @@ def cmd_rotate_key(args) -> int:
         from ..errors import UnknownKey
 
         def progress(report) -> None:
-            out(f"  {report.current} rows under key id {report.key_id} ({report.rotated} re-encrypted)")
+            out(f"  {count_text(report.current, 'row')} under key id {report.key_id} ({report.rotated} re-encrypted)")
 
         report = await service.rotate_key(batch=args.batch, progress=progress)
-        out(f"re-encrypted {report.rotated} rows and {report.pending_rotated} pending logins to key id "
-            f"{report.key_id}; {report.current} rows are under it now")
+        now_under = "1 row is" if report.current == 1 else f"{report.current} rows are"
+        out(f"re-encrypted {count_text(report.rotated, 'row')} and {count_text(report.pending_rotated, 'pending login')} "
+            f"to key id {report.key_id}; {now_under} under it now")
         if not report.complete:
             left = ", ".join(f"{n} under {kid}" for kid, n in report.unreadable.most_common())
-            raise UnknownKey(f"{sum(report.unreadable.values())} rows could not be read and were left as "
+            raise UnknownKey(f"{count_text(sum(report.unreadable.values()), 'row')} could not be read and were left as "
                              f"they are ({left})",
                              hint="add their key to CLAUDE_TOKEN_ENCRYPTION_KEY after the new one and "
                                   "run rotate-key again")

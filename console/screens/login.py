@@ -28,7 +28,7 @@ from textual.widgets import ContentSwitcher, Footer, Input, LoadingIndicator, Op
 from textual.widgets.option_list import Option
 
 from ..errors import ConsoleError
-from ..tokens import TokenRecord, format_duration
+from ..tokens import TokenRecord, format_duration, format_span
 from ..ui.host import console_app
 from ..ui.styles import styles_path
 from ..users import markup_safe
@@ -289,9 +289,9 @@ class LoginScreen(Screen[TokenRecord | None]):
 
     def on_countdown_expired(self, event: Countdown.Expired) -> None:
         if self.stage == "code" and not self.busy:
-            minutes = int(self.app.service.settings.pending_ttl // 60)
-            self._say("#code-message", f"✗ This login expired (logins must finish within {minutes} "
-                                       "minutes). Press ctrl+r to start over.", "error")
+            within = format_span(self.app.service.settings.pending_ttl)   # "45 seconds", not "0 minutes"
+            self._say("#code-message", f"✗ This login expired (logins must finish within {within}). "
+                                       "Press ctrl+r to start over.", "error")
 
     # -- stage 3: done -----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from ...crypto import Keyring, is_encrypted
 from ...errors import StaleWrite, StorageError, TierUnavailable
-from ...tokens import TokenRecord
+from ...tokens import TokenRecord, count_text
 from ..base import DOWN, UP, AuditEvent, PendingLogin, RotationReport, Tier, TierHealth
 from .bulk import BulkPaths
 from .connection import (POOL_LOCKS, POOLS, SharedPool, connect_options, describe_dsn, explain,
@@ -299,11 +299,11 @@ class PostgresTier(BulkPaths, DueClaims, Tier):
         except Exception as exc:  # noqa: BLE001 - e.g. the schema is missing: say so, do not crash
             return TierHealth(self.name, DOWN, f"{self.where}: {str(exc).splitlines()[0]}", writable=True)
         users, old, schema = row
-        detail = f"{describe_dsn(self.dsn)} ({users} users, schema {schema or 'none'})"
+        detail = f"{describe_dsn(self.dsn)} ({count_text(users, 'user')}, schema {schema or 'none'})"
         if not self.keyring.enabled:
             detail += "; no encryption key: logins cannot be stored (set CLAUDE_TOKEN_ENCRYPTION_KEY)"
         elif old:
-            detail += f"; {old} rows under other keys (run: claude-console rotate-key)"
+            detail += f"; {count_text(old, 'row')} under other keys (run: claude-console rotate-key)"
         return TierHealth(self.name, UP, detail, writable=True)
 
     # -- the cross-replica lock ------------------------------------------------------------
