@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
@@ -202,14 +203,47 @@ _COLUMN_CHECKS = {"access_token": lambda v: _ok_token(v, False), "refresh_token"
                   **{n: _ok_count for n in _COUNT_FIELDS}}
 
 
+_NONE = type(None)
+
+
+def _column_ok(name: str, column: list) -> bool:
+    """The whole column at C speed (a restore of 100 000 users): True when no value in it can
+    be wrong. False only means "look row by row"."""
+    import math
+
+    kinds = set(map(type, column))
+    present = list(filter(None, column))   # None, 0, "" and False need no range check
+    if name in ("access_token", "refresh_token"):
+        text = "".join(present) if kinds <= {str, _NONE} else None
+        return (text is not None and (name == "refresh_token" or _NONE not in kinds)
+                and max(map(len, present), default=0) <= TOKEN_MAX and text.isascii() and text.isprintable()
+                and (name == "refresh_token" or all(present) and len(present) == len(column)))
+    if name == "expires_at" or name in _TIME_FIELDS:
+        return (kinds <= {float, int, _NONE} and math.isfinite(math.fsum(present))
+                and (not present or (min(present) >= EARLIEST and max(present) <= LATEST)))
+    if name in _TEXT_FIELDS:
+        return kinds <= {str, _NONE} and max(map(len, present), default=0) <= TEXT_MAX
+    if name in _COUNT_FIELDS:
+        return kinds <= {int, _NONE} and min(present, default=0) >= 0
+    if name == "needs_login":
+        return kinds <= {bool}
+    if name == "scopes":
+        if not kinds <= {list, _NONE} or max(map(len, present), default=0) > SCOPES_MAX:
+            return False
+        items = list(itertools.chain.from_iterable(present))
+        return set(map(type, items)) <= {str} and max(map(len, items), default=0) <= 256
+    return False
+
+
 def check_columns(columns: dict[str, list], count: int) -> dict[int, str]:
     """``check_values`` for many records held as columns (restores of 100 000 users):
-    ``{row: what is wrong}``. A quick pass per column picks the rows that might be wrong;
-    only those go through ``check_values``, which names the field."""
+    ``{row: what is wrong}``. A column is first judged whole; one that might hold a bad value
+    is looked at row by row, and only suspect rows go through ``check_values``, which names
+    the field."""
     suspects: set[int] = set()
     for name, ok in _COLUMN_CHECKS.items():
         column = columns.get(name)
-        if column is not None:
+        if column is not None and not _column_ok(name, column):
             suspects.update(i for i, v in enumerate(column) if not ok(v))
     bad: dict[int, str] = {}
     for row in sorted(suspects):
