@@ -79,7 +79,7 @@ async def test_refresh_selected_user(service, login, emulator):
 async def test_refresh_all_runs_in_a_worker_with_progress(service, login, emulator):
     for uid in ("u1", "u2", "u3"):
         await login(service, uid)
-    emulator.state.configure(latency_ms=150)
+    emulator.state.configure(latency_ms=1500)  # long enough to see the progress bar on a busy machine
     app = app_for(service)
     async with app.run_test(size=SIZE) as pilot:
         await loaded_board(pilot)
