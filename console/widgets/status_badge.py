@@ -13,7 +13,11 @@ LABELS: dict[Status, str] = {
     Status.EXPIRED: "✗ expired",
     Status.NEEDS_LOGIN: "✗ needs login",
     Status.LOCKED: "⊘ locked",
+    Status.ACCOUNT_DISABLED: "✗ disabled",
+    Status.OAUTH_NOT_ALLOWED: "✗ not allowed",
 }
+# An active long-lived token (setup token, never refreshed) shows this instead of "✓ active".
+LONG_LIVED_LABEL = "✓ long-lived"
 LABEL_WIDTH = max(len(label) for label in LABELS.values())
 
 MEANINGS: dict[Status, str] = {
@@ -23,6 +27,8 @@ MEANINGS: dict[Status, str] = {
     Status.EXPIRED: "expired and no refresh token: log in again",
     Status.NEEDS_LOGIN: "the provider rejected the refresh token: log in again",
     Status.LOCKED: "stored under an encryption key that is not configured: add that key",
+    Status.ACCOUNT_DISABLED: "Claude disabled the organization: kept, not refreshed; log in or refresh to retry",
+    Status.OAUTH_NOT_ALLOWED: "Claude refuses OAuth for the organization: kept, not refreshed",
 }
 
 
