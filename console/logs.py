@@ -52,7 +52,7 @@ class AccessLineFilter(logging.Filter):
     def _clean(self, text: str) -> str:
         if self.drop_query:
             text = self._QUERY.sub("?…", text)
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", redact(text))
+        return printable(redact(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and record.args:   # uvicorn: its formatter reads the args
