@@ -205,7 +205,11 @@ class AuthService:
     # -- memory cache ------------------------------------------------------------------
 
     def _remember(self, record: TokenRecord) -> None:
-        fresh_until = self.clock.monotonic() + self.settings.memory_cache_ttl
+        # Never past ``memory_cache_ttl`` after the primary last showed this record: a logout
+        # or a refresh elsewhere is seen within that, even if the cache missed it.
+        confirmed_age = getattr(self.store, "confirmed_age", None)
+        age = (confirmed_age(record) if confirmed_age is not None else None) or 0.0
+        fresh_until = self.clock.monotonic() + self.settings.memory_cache_ttl - age
         self._mem[record.user_id] = (record, fresh_until, record.expires_at - self.settings.refresh_buffer)
 
     def _memory_hit(self, uid: str) -> TokenRecord | None:
