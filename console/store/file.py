@@ -21,7 +21,8 @@ from ..crypto import Keyring, is_encrypted
 from ..errors import CryptoError, NoKeyConfigured, StaleWrite, StorageCorrupt, StorageError
 from ..tokens import HIDDEN, BadValue, TokenRecord, check_values, parse_expires_at
 from ..users import fix_command
-from .base import AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN
+from .base import (AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN, foreign_pending_error,
+                   warn_foreign_pending)
 from .fsutil import (FULL, async_file_lock, atomic_write, check_private_file, ensure_private_dir,
                      file_lock, sweep_temp_files)
 
@@ -251,7 +252,10 @@ class FileTier(Tier):
                 continue
             if not self.keyring.needs_rotation(verifier):
                 continue
-            pending = self._decode_pending(raw)
+            try:
+                pending = self._decode_pending(raw)
+            except CryptoError:
+                pending = None
             if pending is None:
                 continue  # unreadable ones expire and are swept; they open nothing
             claimed = path.with_suffix(f".rotating-{os.getpid()}-{os.urandom(3).hex()}")
@@ -306,13 +310,21 @@ class FileTier(Tier):
         return json.dumps(data).encode()
 
     def _decode_pending(self, raw: bytes) -> PendingLogin | None:
+        """The pending login, or None if unreadable; ``CryptoError`` if sealed under a key we lack."""
         try:
             data = json.loads(raw)
             if is_encrypted(data.get("verifier")):
                 data["verifier"] = self.keyring.decrypt(data["verifier"], data["state"])
             return PendingLogin.from_dict(data)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
+
+    def _foreign_pending(self, raw: bytes) -> tuple[str | None, str, float]:
+        """(key id, user, expires_at) of a pending login this keyring cannot open."""
+        data = json.loads(raw)
+        expires = data.get("expires_at")
+        return (self.keyring.value_key_id(str(data.get("verifier") or "")), str(data.get("user_id")),
+                float(expires) if isinstance(expires, (int, float)) else 0.0)
 
     async def save_pending(self, pending: PendingLogin) -> None:
         ensure_private_dir(self.path.parent)
@@ -328,10 +340,18 @@ class FileTier(Tier):
         except FileNotFoundError:
             return None
         try:
-            pending = self._decode_pending(claimed.read_bytes())
-        finally:
+            raw = claimed.read_bytes()
+            pending = self._decode_pending(raw)
+        except CryptoError:  # another key's login: leave it for the process that has the key
+            os.rename(claimed, path)
+            kid, user, _ = self._foreign_pending(raw)
+            raise foreign_pending_error(kid, user) from None
+        except BaseException:
             with contextlib.suppress(OSError):
                 claimed.unlink()
+            raise
+        with contextlib.suppress(OSError):
+            claimed.unlink()
         if pending is None or pending.state != state:
             return None
         return pending
@@ -345,19 +365,30 @@ class FileTier(Tier):
                 out.append((path, path.read_bytes()))
         return out
 
-    def _all_pending(self) -> list[tuple[Path, PendingLogin | None]]:
-        return [(path, self._decode_pending(raw)) for path, raw in self._pending_files()]
+    def _all_pending(self, now: float) -> list[tuple[Path, PendingLogin | None]]:
+        """Every pending login (None: unreadable). One sealed under a key we lack is skipped
+        with a warning, and listed as unreadable once it has expired, so it is swept then."""
+        out: list[tuple[Path, PendingLogin | None]] = []
+        for path, raw in self._pending_files():
+            try:
+                out.append((path, self._decode_pending(raw)))
+            except CryptoError:
+                kid, user, expires = self._foreign_pending(raw)
+                warn_foreign_pending(str(self.pending_dir), kid, user)
+                if expires <= now:
+                    out.append((path, None))
+        return out
 
     async def newest_pending(self, user_id: str | None = None) -> PendingLogin | None:
         now = time.time()
-        live = [p for _, p in self._all_pending()
+        live = [p for _, p in self._all_pending(now)
                 if p is not None and not p.expired(now) and (user_id is None or p.user_id == user_id)]
         return max(live, key=lambda p: p.created_at, default=None)
 
     async def sweep_pending(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
         removed = 0
-        for path, pending in self._all_pending():
+        for path, pending in self._all_pending(now):
             if pending is None or pending.expired(now):
                 with contextlib.suppress(OSError):
                     path.unlink()
