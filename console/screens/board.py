@@ -204,6 +204,7 @@ class BoardScreen(Screen[None]):
             if not board.loaded:
                 board.set_records([])
             board.retain(message.user_ids)
+            board.set_held(self.app.service.held_users())
             self.query_one(HealthBar).show(message.health, board.counts())
         if self._last_poll_error is not None:
             self._last_poll_error = None
