@@ -24,7 +24,7 @@ from ..users import fix_command
 from .base import (AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN, foreign_pending_error,
                    warn_foreign_pending)
 from .fsutil import (FULL, async_file_lock, atomic_write, check_private_file, ensure_private_dir,
-                     file_lock, sweep_temp_files)
+                     file_lock, sweep_temp_files, take_lock)
 
 log = logging.getLogger("console.store.file")
 
@@ -49,6 +49,12 @@ class FileTier(Tier):
         self.lock_dir = self.state_dir / "locks"
         self.audit_path = self.path.parent / f"{self.path.stem}.audit.jsonl"
         self._write_lock = self.lock_dir / "_file.lock"
+        # The gate: long rewrites (restores, key rotations) take it exclusively; a refresh takes
+        # it shared before it spends a token and keeps it until its save is done, so a long
+        # rewrite never makes a save wait after the provider rotated (refreshes do not queue
+        # behind each other: they all share it).
+        self._gate = self.lock_dir / "_gate.lock"
+        self._gate_fds: dict[str, int] = {}
         self._cache_key: tuple | None = None
         self._cache_doc: dict[str, Any] | None = None
         # Users whose entry the last listing could not read (user id -> why): shown as such,
@@ -179,6 +185,30 @@ class FileTier(Tier):
 
         return self._mutate(change)
 
+    gate_timeout = 5.0  # seconds a refresh waits for a restore or key rotation before giving up, unspent
+
+    async def lock_row(self, user_id: str) -> None:
+        """Inside ``locked(user)``, before a refresh spends the token: take the gate shared, so no
+        restore or key rotation can hold the file when the save comes. Raises ``StorageError``
+        (nothing spent) if one holds it for over ``gate_timeout``."""
+        if user_id in self._gate_fds:
+            return
+        fd = await take_lock(self._gate, shared=True, timeout=self.gate_timeout)
+        if fd is None:
+            raise StorageError(f"token file {self.path} is being rewritten by a restore or a key rotation "
+                               f"for over {self.gate_timeout:g}s; nothing was refreshed",
+                               hint="retry when it ends")
+        self._gate_fds[user_id] = fd
+
+    @contextlib.asynccontextmanager
+    async def _rewriting(self) -> AsyncIterator[None]:
+        """The gate, exclusively, around a long rewrite: it waits for refreshes in flight to save."""
+        fd = await take_lock(self._gate)
+        try:
+            yield
+        finally:
+            os.close(fd)
+
     async def put_many(self, records: list[TokenRecord], expected: dict[str, int] | None = None,
                        authors: dict | None = None) -> list[str]:
         """Bulk upsert in one rewrite (imports and restores); returns the users written.
@@ -201,7 +231,8 @@ class FileTier(Tier):
                 written.append(record.user_id)
             return written
 
-        return self._mutate(change)
+        async with self._rewriting():
+            return self._mutate(change)
 
     async def rotate_keys(self, *, batch: int = 500, progress=None, on_batch=None) -> RotationReport:
         """Re-encrypt every user's tokens to the first key, in one atomic rewrite (so ``batch``
@@ -233,7 +264,8 @@ class FileTier(Tier):
             report.retired = [kid for kid in self.keyring.key_ids[1:] if kid not in still_used]
             return report
 
-        self._mutate(change)
+        async with self._rewriting():
+            self._mutate(change)
         report.pending_rotated = self._rotate_pending()
         if on_batch is not None:
             done = on_batch([r.user_id for r in await self.list()])
@@ -296,7 +328,12 @@ class FileTier(Tier):
     async def locked(self, user_id: str) -> AsyncIterator[None]:
         async with async_file_lock(self.lock_dir / f"{_digest(user_id)}.lock"):
             self._cache_key = None  # re-read after taking the lock
-            yield
+            try:
+                yield
+            finally:
+                fd = self._gate_fds.pop(user_id, None)  # taken by lock_row before a refresh
+                if fd is not None:
+                    os.close(fd)
 
     # -- pending logins ----------------------------------------------------------------
 
