@@ -7,6 +7,7 @@ Every wait is bounded, the tmux server has a socket of its own and is killed at 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,7 +22,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .conftest import SCRIPT
+from support.waiting import wait_for_sync
+
+from .helpers import SCRIPT
 
 pytestmark = pytest.mark.e2e
 
@@ -67,15 +70,16 @@ class Tmux:
         return self.run("capture-pane", "-p", "-t", "e2e", check=False)
 
     def wait_for(self, predicate, what: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
+        def seen() -> str | None:
             text = self.screen()
             if predicate(text):
                 return text
-            if "APP EXITED" in text or time.monotonic() > deadline:
-                raise AssertionError(f"waiting for {what}: not seen within {timeout:.0f}s; "
-                                     f"the terminal shows:\n{text}")
-            time.sleep(0.2)
+            if "APP EXITED" in text:
+                raise AssertionError(f"waiting for {what}: the app exited; the terminal shows:\n{text}")
+            return None
+
+        return wait_for_sync(seen, timeout, what=what, show=lambda: f"the terminal shows:\n{self.screen()}",
+                             interval=0.2)
 
     def stop(self, quit_keys: tuple[str, ...], timeout: float = 10.0) -> None:
         """Quit the app with its own keys (so it cleans up), then kill the server and its socket."""
@@ -83,9 +87,8 @@ class Tmux:
             for key in quit_keys:  # one at a time: "Escape q" sent together reads as alt+q
                 self.keys(key)
                 time.sleep(0.3)
-            deadline = time.monotonic() + timeout
-            while "APP EXITED" not in self.screen() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            with contextlib.suppress(AssertionError):  # the server is killed below in any case
+                wait_for_sync(lambda: "APP EXITED" in self.screen(), timeout, what="the app to exit", interval=0.2)
         finally:
             self.run("kill-server", check=False)
             folder = os.environ.get("TMUX_TMPDIR") or "/tmp"

@@ -13,7 +13,8 @@ from rich.style import Style
 from console.widgets.qr import QRCode
 
 from _login_host import LoginHost
-from screen_cells import screen_cells
+from support.screen_cells import screen_cells
+from support.tui import wait_until
 
 zxingcpp = pytest.importorskip("zxingcpp")
 Image = pytest.importorskip("PIL.Image")
@@ -88,11 +89,7 @@ def starts(service, monkeypatch):
 
 async def _open_code_stage(pilot, user: str) -> None:
     await pilot.press(*["ctrl+u"], *user, "enter")
-    for _ in range(50):
-        await pilot.pause(0.05)
-        if pilot.app.screen.stage == "code":
-            return
-    raise AssertionError("the login screen never showed the URL")
+    await wait_until(pilot, lambda: pilot.app.screen.stage == "code", "the login screen to show the URL", 2.5)
 
 
 async def test_login_qr_decodes_to_the_exact_url(service, starts):

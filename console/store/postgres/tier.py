@@ -29,6 +29,7 @@ from ...tokens import TokenRecord
 from ..base import (DOWN, UP, AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, foreign_pending_error,
                     warn_foreign_pending)
 from .bulk import BulkPaths
+from .changes import ChangeFeed
 from .connection import (POOL_LOCKS, POOLS, SharedPool, connect_options, describe_dsn, explain,
                          is_connection_error, is_lost, is_permanent, lock_key, release_quietly,
                          reset_connection)
@@ -67,7 +68,7 @@ def writing_as(actor: str | None):
 
 
 
-class PostgresTier(BulkPaths, DueClaims, Tier):
+class PostgresTier(BulkPaths, DueClaims, ChangeFeed, Tier):
     name = "postgres"
     writable = True
     CAN_ROTATE_KEYS = CAN_MIGRATE = True
@@ -357,6 +358,11 @@ class PostgresTier(BulkPaths, DueClaims, Tier):
             raise StorageError(f"user {user_id!r}'s row is locked by another session (a restore, a key "
                                f"rotation or an open SELECT ... FOR UPDATE) for over {self.row_lock_timeout:g}s; "
                                "nothing was refreshed", hint="retry when that session ends") from None
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            held.alive = False  # the lock went with its connection: nothing is spent, so stop here
+            raise self._unavailable(exc) from None
 
     async def _finish_lock(self, pool, held: _Held) -> None:
         """Commit, even after an error: what was written inside (a failure note) must stay."""
