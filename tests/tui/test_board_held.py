@@ -10,7 +10,7 @@ from console.errors import StorageError
 from console.service import Held
 from console.widgets.board_view import BoardView
 
-from screen_cells import screen_text
+from support.screen_cells import screen_text
 
 
 async def _wait(pilot, condition, what: str, timeout: float = 5.0) -> None:
