@@ -133,7 +133,11 @@ def run_app(config: str | None = None, verbose: bool = False, sandbox: str | Non
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
 
-    from .cli.output import close_service, stop_on_sigterm
+    from .shutdown import close_service, stop_on_sigterm
+    from .users import printable
+
+    def err(line: str) -> None:  # after the screen is gone: plain lines on stderr, as the CLI prints
+        print(printable(line, keep_lines=True), file=sys.stderr, flush=True)
 
     async def main() -> int:
         code = 0
@@ -145,11 +149,11 @@ def run_app(config: str | None = None, verbose: bool = False, sandbox: str | Non
                 code = exc.exit_code
             else:
                 app = ConsoleApp(service, sandbox_url=sandbox, records=records)
-                stop_on_sigterm(app.exit)  # SIGTERM: a graceful exit, so held tokens get their last tries
+                stop_on_sigterm(app.exit, say=err)  # SIGTERM: a graceful exit, so held tokens get their last tries
                 await app.run_async()
                 code = app.return_code or 0
         finally:
-            lost = await close_service(service)  # says so while a held token keeps us from exiting
+            lost = await close_service(service, say=err)  # says so while a held token keeps us from exiting
         return code or lost
 
     try:

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable
 
 from .. import users
+from ..shutdown import close_service, stop_on_sigterm
 
 
 
@@ -58,48 +59,11 @@ def build_service(args):
     return AuthService(cli_settings(args), face="cli")
 
 
-def stop_on_sigterm(stop: Callable[[], Any]) -> None:
-    """SIGTERM calls ``stop`` once (a graceful stop, so held tokens get their last tries) instead
-    of killing the process where it stands; a second SIGTERM only says we are still waiting."""
-    import signal
-
-    stopped = []
-
-    def on_term() -> None:
-        if stopped:
-            err("still stopping: waiting for held tokens to be stored (see above)")
-            return
-        stopped.append(True)
-        stop()
-
-    try:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_term)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals
-        pass
-
-
-async def close_service(service) -> int:
-    """Close the service; a token held in memory only is retried first (``hold_timeout``),
-    saying so. Returns 3 if one could not be stored before the time ran out, else 0."""
-    waiting = service.held_in_memory_only()
-    if waiting:
-        err(f"not exiting yet: the new tokens of {', '.join(waiting)} are held in memory only, not yet "
-            f"stored; retrying for up to {service.hold_timeout:g}s")
-    await service.aclose()
-    if service.lost_at_exit:
-        err(f"error: the new tokens of {', '.join(service.lost_at_exit)} could not be stored before "
-            f"exiting; those users must log in again")
-        return 3
-    if waiting:
-        err("held tokens stored; exiting")
-    return 0
-
-
 def run(args, body: Callable, make_service: Callable = build_service) -> int:
     """Build the service, run one async body, print the storage warnings, close everything."""
     async def main() -> int:
         service = make_service(args)
-        stop_on_sigterm(asyncio.current_task().cancel)
+        stop_on_sigterm(asyncio.current_task().cancel, say=err)
         code = 0
         try:
             code = await body(service)
@@ -108,7 +72,7 @@ def run(args, body: Callable, make_service: Callable = build_service) -> int:
         finally:
             for warning in service.store.warnings:
                 err(f"warning: {warning}")
-            closed = await close_service(service)
+            closed = await close_service(service, say=err)
         return code or closed
 
     return asyncio.run(main())
