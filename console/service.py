@@ -141,6 +141,9 @@ class AuthService:
         self._recovered_at_start = False
         self._journal_seen: tuple | None = None     # (stat key, users with pending entries)
         self.rescue_window: tuple[float, float] | None = None  # last answer-to-journal times (seconds)
+        # At exit, how long a token held in memory only (no journal took it) is retried.
+        self.hold_timeout = float(os.environ.get("CLAUDE_CONSOLE_HOLD_TIMEOUT") or HOLD_TIMEOUT)
+        self.lost_at_exit: list[str] = []           # users whose held token that ran out
         # Test seam: seconds to wait between the journal write and the store write.
         self._save_delay = float(os.environ.get("CLAUDE_CONSOLE_TEST_SAVE_DELAY") or 0)
         # A write on another replica evicts our memory entry (via the cache's invalidations).
@@ -225,7 +228,11 @@ class AuthService:
     # -- memory cache ------------------------------------------------------------------
 
     def _remember(self, record: TokenRecord) -> None:
-        fresh_until = self.clock.monotonic() + self.settings.memory_cache_ttl
+        # Never past ``memory_cache_ttl`` after the primary last showed this record: a logout
+        # or a refresh elsewhere is seen within that, even if the cache missed it.
+        confirmed_age = getattr(self.store, "confirmed_age", None)
+        age = (confirmed_age(record) if confirmed_age is not None else None) or 0.0
+        fresh_until = self.clock.monotonic() + self.settings.memory_cache_ttl - age
         self._mem[record.user_id] = (record, fresh_until, record.expires_at - self.settings.refresh_buffer)
 
     def _memory_hit(self, uid: str) -> TokenRecord | None:
@@ -540,6 +547,10 @@ class AuthService:
             out.setdefault(entry.user_id, "an unfinished rescue journal entry")
         return out
 
+    def held_in_memory_only(self) -> list[str]:
+        """Users whose rotated token no journal took: lost if this process ends before it lands."""
+        return sorted(uid for uid, held in self._held.items() if held.slot is None)
+
     def _retry_later(self, uid: str) -> None:
         task = self._retrying.get(uid)
         if task is None or task.done():
@@ -653,10 +664,11 @@ class AuthService:
 
     async def _last_tries(self) -> None:
         """At shutdown: a held token in the journal is safe (the next start writes it back); one
-        only in memory is retried for up to ``HOLD_TIMEOUT`` seconds before we give up, loudly."""
+        only in memory is retried for up to ``hold_timeout`` seconds before we give up, loudly
+        (the users given up on are left in ``lost_at_exit``)."""
         for task in self._retrying.values():
             task.cancel()
-        deadline = time.monotonic() + HOLD_TIMEOUT
+        deadline = time.monotonic() + self.hold_timeout
         delay = 0.1
         while any(h.slot is None for h in self._held.values()):
             for uid, held in list(self._held.items()):
@@ -667,13 +679,14 @@ class AuthService:
                         held.reason = exc.message
             if not any(h.slot is None for h in self._held.values()) or time.monotonic() >= deadline:
                 break
-            log.error("not exiting yet: %d new tokens are held in memory only, not yet stored; "
-                      "retrying until %.0fs have passed", sum(h.slot is None for h in self._held.values()),
-                      HOLD_TIMEOUT)
+            log.error("not exiting yet: %d new tokens are held in memory only, not yet stored (%s); "
+                      "retrying for up to %.0fs", sum(h.slot is None for h in self._held.values()),
+                      ", ".join(self.held_in_memory_only()[:5]), self.hold_timeout)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
         for uid, held in self._held.items():
             if held.slot is None:
+                self.lost_at_exit.append(uid)
                 log.error("user %s's new token could not be stored nor journalled (%s); it is lost "
                           "with this process: that user must log in again", uid, held.reason)
         self.journal.close()

@@ -277,6 +277,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._anchor: str | None = None          # the user the operator put the cursor on
         self._layout: tuple[int, list[tuple[Column, int]]] | None = None
         self._lines: LRUCache[tuple, Strip] = LRUCache(1024)
+        self._held: frozenset[str] = frozenset()  # users whose new token is held locally, not stored
         self.loaded = False
 
     # -- reading -----------------------------------------------------------------------
@@ -312,6 +313,14 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def record(self, user_id: str) -> TokenRecord | None:
         return self._records.get(user_id)
+
+    def set_held(self, user_ids: Iterable[str]) -> None:
+        """Mark the users whose new token is held locally, not yet stored (a word on the row)."""
+        held = frozenset(user_ids)
+        if held != self._held:
+            self._held = held
+            self._lines.clear()
+            self.refresh()
 
     def status_of(self, user_id: str) -> Status | None:
         return self._status.get(user_id)
@@ -734,6 +743,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             style = row_style
             if key == "user":
                 text = record.user_id
+                if record.user_id in self._held:  # a word, not only a colour
+                    text, style = f"{text} [held locally]", status_style
             elif key == "email":
                 text = record.account_email or "—"
                 style = row_style if record.account_email else dim
