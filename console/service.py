@@ -473,14 +473,7 @@ class AuthService:
             self._remember(again)
             return again
         self.forget(uid)
-        if current.source != "env":
-            marked = current.evolve(needs_login=True, last_refresh_error=redact(str(exc)),
-                                    last_refresh_error_at=self.clock.now(),
-                                    refresh_failures=current.refresh_failures + 1)
-            try:
-                await self._save_tokens(uid, marked, expected_version=current.version)
-            except StaleWrite:
-                pass
+        await self._note_refresh_failure(uid, current, redact(str(exc)), needs_login=True, quiet=(StaleWrite,))
         await self._audit("refresh_failed", uid, False, str(exc))
         message, hint = user_line(exc, uid)
         raise NeedsLogin(message, hint=hint) from exc
@@ -489,14 +482,7 @@ class AuthService:
         """Claude refused the organization: keep the tokens, mark the record so nothing
         automatic refreshes it again; a login or ``refresh --user`` clears it."""
         self.forget(uid)
-        if current.source != "env":
-            marked = current.evolve(needs_login=True, last_refresh_error=f"{exc.kind}: {exc.description}",
-                                    last_refresh_error_at=time.time(),
-                                    refresh_failures=current.refresh_failures + 1)
-            try:
-                await self._save_tokens(uid, marked, expected_version=current.version)
-            except (StaleWrite, ConsoleError) as write_exc:
-                log.debug("refusal note for %s not stored: %s", uid, write_exc)
+        await self._note_refresh_failure(uid, current, f"{exc.kind}: {exc.description}", needs_login=True)
         await self._audit("refresh_failed", uid, False, str(exc))
         message, hint = user_line(exc, uid)
         return AccountBlocked(message, hint=hint, status=exc.status, error=exc.error, kind=exc.kind,
@@ -504,14 +490,24 @@ class AuthService:
 
     async def _refresh_failed(self, uid: str, current: TokenRecord, exc: OAuthError) -> None:
         """Record the failure; the tokens themselves stay exactly as they were."""
-        if current.source != "env":
-            noted = current.evolve(last_refresh_error=redact(str(exc)), last_refresh_error_at=self.clock.now(),
-                                   refresh_failures=current.refresh_failures + 1)
-            try:
-                await self._save_tokens(uid, noted, expected_version=current.version)
-            except (StaleWrite, ConsoleError) as write_exc:
-                log.debug("failure note for %s not stored: %s", uid, write_exc)
+        await self._note_refresh_failure(uid, current, redact(str(exc)))
         await self._audit("refresh_failed", uid, False, str(exc))
+
+    async def _note_refresh_failure(self, uid: str, current: TokenRecord, error: str, *,
+                                    needs_login: bool = False,
+                                    quiet: tuple[type[Exception], ...] = (StaleWrite, ConsoleError)) -> None:
+        """Store why a refresh failed (and, for a refusal, that nothing automatic may refresh
+        again) on the record that was read, by compare-and-swap; the tokens stay as they were.
+        A note that cannot be stored (``quiet``) is only logged: the failure itself is reported."""
+        if current.source == "env":
+            return
+        noted = current.evolve(last_refresh_error=error, last_refresh_error_at=self.clock.now(),
+                               refresh_failures=current.refresh_failures + 1,
+                               **({"needs_login": True} if needs_login else {}))
+        try:
+            await self._save_tokens(uid, noted, expected_version=current.version)
+        except quiet as write_exc:
+            log.debug("failure note for %s not stored: %s", uid, write_exc)
 
     # -- rotated but not yet stored: the rescue journal, holding, landing ----------------
 
