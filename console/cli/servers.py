@@ -103,8 +103,9 @@ def cmd_rotate_key(args) -> int:
             f"to key id {report.key_id}; {now_under} under it now")
         if not report.complete:
             left = ", ".join(f"{n} under {kid}" for kid, n in report.unreadable.most_common())
-            raise UnknownKey(f"{count_text(sum(report.unreadable.values()), 'row')} could not be read and were left as "
-                             f"they are ({left})",
+            unread = sum(report.unreadable.values())
+            was = "was left as it is" if unread == 1 else "were left as they are"
+            raise UnknownKey(f"{count_text(unread, 'row')} could not be read and {was} ({left})",
                              hint="add their key to CLAUDE_TOKEN_ENCRYPTION_KEY after the new one and "
                                   "run rotate-key again")
         if report.retired:

@@ -19,7 +19,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, ProgressBar
 from textual.worker import Worker
 
-from ..tokens import TokenRecord, format_duration
+from ..tokens import TokenRecord, count_text, format_duration
 from ..ui.host import console_app
 from ..ui.messages import reason
 from ..ui.styles import styles_path
@@ -429,7 +429,7 @@ class BoardScreen(Screen[None]):
             self.notify("No users to refresh", severity="warning")
             return
         label, bar = await self._work_line()
-        label.update(f"Refreshing {len(users)} users…")
+        label.update(f"Refreshing {count_text(len(users), 'user')}…")
         bar.update(total=len(users), progress=0)
         self.add_class("-working")
         self._bulk = self._refresh_all(users)
@@ -456,15 +456,15 @@ class BoardScreen(Screen[None]):
         try:
             await asyncio.gather(*(one(uid) for uid in users))
         except asyncio.CancelledError:
-            self.post_message(WorkDone(f"Stopped after {done} of {total} users "
+            self.post_message(WorkDone(f"Stopped after {done} of {count_text(total, 'user')} "
                                        f"({len(failed)} failed)", "warning", bulk=True))
             raise
         if not failed:
-            self.post_message(WorkDone(f"Refreshed all {total} users", bulk=True))
+            self.post_message(WorkDone(f"Refreshed all {total} users" if total > 1 else "Refreshed 1 user", bulk=True))
         else:
             first_uid, first_reason = failed[0]
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-            self.post_message(WorkDone(f"Refreshed {total - len(failed)} of {total} users; "
+            self.post_message(WorkDone(f"Refreshed {total - len(failed)} of {count_text(total, 'user')}; "
                                        f"{first_uid}: {first_reason}{more}", "error", bulk=True))
 
     @on(WorkProgress)
