@@ -56,6 +56,7 @@ class Settings:
     master_key: str = ""
 
     default_user: str = "default"
+    qr_style: str = "auto"                # the login QR code: auto, half (blocks) or sextant
     pending_ttl: float = 600.0
     http_timeout: float = 30.0
     max_retries: int = 3
@@ -103,6 +104,9 @@ class Settings:
             raise ConfigError("claude_oauth.client_id: must not be empty")
         if not self.default_user:
             raise ConfigError("CLAUDE_CONSOLE_USER: must not be empty")
+        if self.qr_style not in ("auto", "half", "sextant"):
+            raise ConfigError(f"claude_oauth.qr_style (CLAUDE_CONSOLE_QR_STYLE): {self.qr_style!r} "
+                              "is not auto, half or sextant")
 
 
 # config key (inside claude_oauth) -> (Settings field, kind)
@@ -130,6 +134,7 @@ _YAML_KEYS: dict[str, tuple[str, str]] = {
     "refresh_style": ("refresh_style", "str"),
     "refresh_url": ("refresh_url", "str"),
     "default_user": ("default_user", "str"),
+    "qr_style": ("qr_style", "str"),
     "pending_ttl": ("pending_ttl", "seconds"),
     "http_timeout": ("http_timeout", "seconds"),
     "max_retries": ("max_retries", "int"),
@@ -157,6 +162,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "REDIS_PREFIX": ("redis_prefix", "str"),
     "LITELLM_MASTER_KEY": ("master_key", "str"),
     "CLAUDE_CONSOLE_USER": ("default_user", "str"),
+    "CLAUDE_CONSOLE_QR_STYLE": ("qr_style", "str"),
     "CLAUDE_CONSOLE_ALLOW_FILE_FALLBACK": ("allow_file_fallback", "bool"),
     "LITELLM_LOG_LEVEL": ("log_level", "str"),
     "CLAUDE_OAUTH_MAX_RETRIES": ("max_retries", "int"),

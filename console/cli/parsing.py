@@ -31,7 +31,7 @@ def cmd_console(args) -> int:
         out("The full-screen console is not built yet; use a verb: " + ", ".join(VERBS)
             + " (claude-console --help).")
         return 0
-    return run_app(config=args.config, verbose=args.verbose)
+    return run_app(config=args.config, verbose=args.verbose, qr_style=args.qr_style)
 
 
 def _redact_unrecognized(message: str) -> str:
@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Claude OAuth tokens: log in, refresh, inspect, log out. "
                                  "With no verb, opens the full-screen console.")
     parser.add_argument("--version", action="version", version="claude-console 0.1.0")
+    qr_help = ("how the login QR code is drawn: half blocks, sextants (a third fewer rows; needs a "
+               "terminal that draws U+1FB00 block characters) or auto (default: claude_oauth.qr_style)")
+    parser.add_argument("--qr-style", choices=("auto", "half", "sextant"), help=qr_help)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
     def verb(name: str, func, help_text: str, user: bool = True, all_users: bool = False):
@@ -95,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="do not prompt for the code")
     p.add_argument("--redirect-uri", metavar="URI", help="override the redirect URI for this login")
     p.add_argument("--json", action="store_true", help="print {authorization_url, state, expires_at}")
+    p.add_argument("--qr-style", choices=("auto", "half", "sextant"), default=argparse.SUPPRESS,
+                   help=qr_help)
 
     p = verb("callback", cmd_callback, "finish a login with CODE#STATE, the callback URL or the code")
     p.add_argument("code", metavar="CODE", help="CODE#STATE, the full callback URL, or the bare code")
@@ -214,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=0.0, help="emulated provider latency")
     p.add_argument("--shell", action="store_true", help="open $SHELL pointed at the sandbox")
     p.add_argument("--no-tui", action="store_true", help="serve the emulator only; print the settings")
+    p.add_argument("--qr-style", choices=("auto", "half", "sextant"), default=argparse.SUPPRESS,
+                   help=qr_help)
     return parser
 
 

@@ -18,6 +18,8 @@ import time
 import webbrowser
 from datetime import datetime, timezone
 
+from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -28,11 +30,12 @@ from textual.widgets import ContentSwitcher, Footer, Input, LoadingIndicator, Op
 from textual.widgets.option_list import Option
 
 from ..errors import ConsoleError
+from ..qr import STYLES, choose_style
 from ..resources import styles_path
 from ..tokens import TokenRecord, format_duration
 from ..widgets.countdown import Countdown
 from ..widgets.qr import QRCode
-from .qr_fullscreen import QRFullScreen
+from .qr_fullscreen import QRFullScreen, URLScreen
 
 log = logging.getLogger("console.tui.login")
 
@@ -53,6 +56,13 @@ def required_size(qr_needed: Size) -> Size:
     return Size(qr_needed.width + PANEL_MIN_WIDTH, qr_needed.height + CHROME_ROWS)
 
 
+def sandbox_hint(emulator: str) -> str:
+    """One line: how to approve a sandbox login with no browser at all."""
+    return (f"SANDBOX: this URL goes to the local emulator at {emulator}, not to Claude. No browser? "
+            f"curl -sG {emulator}/_emulator/approve --data-urlencode \"url=THE URL\" (F2 copies it) "
+            "prints the CODE#STATE to paste.")
+
+
 class LoginScreen(Screen[TokenRecord | None]):
     """Dismisses with the stored ``TokenRecord`` on success, ``None`` on cancel."""
 
@@ -63,6 +73,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         Binding("f2", "copy_url", "Copy URL"),
         Binding("f3", "open_browser", "Open browser"),
         Binding("f4", "full_qr", "Full-screen QR"),
+        Binding("f5", "show_url", "URL alone", tooltip="Show the URL alone, unwrapped, to select it"),
         Binding("ctrl+r", "restart", "Start over"),
         Binding("enter", "finish", "Done"),
         Binding("down", "focus_users", "Existing users", show=False),
@@ -124,25 +135,41 @@ class LoginScreen(Screen[TokenRecord | None]):
         note = self.query_one("#sandbox-note", Static)
         note.display = bool(sandbox)
         if sandbox:
-            note.update(f"SANDBOX: this URL goes to the local emulator at {sandbox}, not to Claude.")
+            note.update(sandbox_hint(sandbox))
         self.run_worker(self._load_users(), group="users", exclusive=True)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit()
 
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        self._fit()  # the terminal may have been resized while another screen was on top
+
+    def _qr_style(self) -> str:
+        return self.app.service.settings.qr_style
+
     def _fit(self) -> None:
-        """Show the QR code beside the text, or say how large the terminal must be."""
+        """Show the QR code beside the text, or say how large the terminal must be.
+
+        Sizes come from the app (the terminal itself), never from a layout that may not
+        have caught up with the last resize yet."""
         if self.start is None:
             return
-        need = self.query_one(QRCode).needed
-        want, have = required_size(need), self.size
-        small = have.width < want.width or have.height < want.height
+        qr = self.query_one(QRCode)
+        have = self.app.size
+        fits = {style: _within(required_size(qr.needed_for(style)), have) for style in STYLES}
+        qr.drawing = choose_style(self._qr_style(), fits)
+        need = qr.needed
+        want = required_size(need)
+        small = not fits[qr.drawing]
         self.set_class(small, "-too-small")
         if small:
+            alone = qr.needed_for(choose_style(self._qr_style(),
+                                               {style: _within(qr.needed_for(style), have)
+                                                for style in STYLES}))
             self.query_one("#too-small", Static).update(
-                f"This terminal is {have.width}×{have.height}: the QR code needs {need.width}×"
-                f"{need.height} cells, so this screen needs at least {want.width}×{want.height}. "
-                f"Press F4 for the QR code alone (needs {need.width}×{need.height}), or use the URL.")
+                f"This terminal is {have.width}×{have.height}; the QR code beside this text needs "
+                f"{want.width}×{want.height}. F4 shows the code alone (needs {alone.width}×"
+                f"{alone.height}); F5 shows the URL alone, F2 copies it.")
 
     def _set_stage(self, stage: str) -> None:
         self.stage = stage
@@ -242,7 +269,8 @@ class LoginScreen(Screen[TokenRecord | None]):
         self.start = start
         self.user_id = start.user_id
         self.query_one(QRCode).data = start.authorization_url
-        self.query_one("#url", Static).update(start.authorization_url)
+        url = start.authorization_url
+        self.query_one("#url", Static).update(Text(url, style=Style(link=url)))  # OSC 8
         self.query_one("#code-title", Static).update(f"Log in user {start.user_id} ")
         self.query_one(Countdown).deadline = start.expires_at
         self._say("#code-message", "")
@@ -309,7 +337,7 @@ class LoginScreen(Screen[TokenRecord | None]):
     # -- actions -----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("copy_url", "full_qr"):
+        if action in ("copy_url", "full_qr", "show_url"):
             return self.stage == "code"
         if action == "open_browser":
             return self.stage == "code" and browser_available()
@@ -326,6 +354,20 @@ class LoginScreen(Screen[TokenRecord | None]):
             self.dismiss(self.record)
             return
         self.workers.cancel_group(self, "complete")
+        if self.start is not None and self.stage == "code":
+            self.run_worker(self._cancel_pending(self.start.state), group="cancel", exclusive=True)
+            return
+        self.dismiss(None)
+
+    async def _cancel_pending(self, state: str) -> None:
+        """The login this screen started goes with it: nothing pending is left behind."""
+        try:
+            await self.app.service.cancel_login(state)
+        except ConsoleError as exc:  # the screen still closes; the login expires on its own
+            self.notify(f"The pending login could not be removed ({exc}); it expires by itself.",
+                        severity="warning")
+        except Exception:
+            log.exception("cancel_login failed")
         self.dismiss(None)
 
     def action_finish(self) -> None:
@@ -355,7 +397,24 @@ class LoginScreen(Screen[TokenRecord | None]):
 
     def action_full_qr(self) -> None:
         if self.start is not None:
-            self.app.push_screen(QRFullScreen(self.start.authorization_url))
+            self.app.push_screen(QRFullScreen(self.start.authorization_url, self._qr_style()))
+
+    def action_show_url(self) -> None:
+        """The URL alone: printed on the plain terminal (which wraps it softly, so a mouse
+        selection copies one line), or on a screen of its own where the app cannot step aside."""
+        if self.start is None:
+            return
+        url = self.start.authorization_url
+        driver = getattr(self.app, "_driver", None)
+        if driver is not None and getattr(driver, "can_suspend", False) and not self.app.is_headless:
+            with self.app.suspend():
+                print("\x1b[2J\x1b[H" + url + "\n")
+                try:
+                    input("Select the URL with the mouse, then press enter to go back. ")
+                except EOFError:
+                    pass
+            return
+        self.app.push_screen(URLScreen(url))
 
     def action_restart(self) -> None:
         if self.user_id and not self.busy:
@@ -367,3 +426,7 @@ class LoginScreen(Screen[TokenRecord | None]):
             if users.highlighted is None:
                 users.highlighted = 0
             users.focus()
+
+
+def _within(need: Size, have: Size) -> bool:
+    return need.width <= have.width and need.height <= have.height

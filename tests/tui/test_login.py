@@ -201,15 +201,18 @@ async def test_too_small_terminal_says_how_large_and_offers_the_full_screen_qr(s
     async with app.run_test(size=(80, 24)) as pilot:
         await choose_user(pilot)
         url = url_on_screen(app)
-        cols, rows = size_in_cells(qr_matrix(url, 2))
+        cols, rows = size_in_cells(qr_matrix(url, 1), "sextant")
         text = screen_text(app)
         assert "This terminal is 80×24" in text
-        assert f"needs {cols}×{rows} cells" in text
-        assert f"at least {cols + PANEL_MIN_WIDTH}×{rows + CHROME_ROWS}" in text
-        assert "F4" in text and "▀" not in text  # no cropped QR code on screen
+        message = " ".join(widget_text(app, "#too-small").replace("█", " ").split())  # no border
+        assert f"needs {cols + PANEL_MIN_WIDTH}×{rows + CHROME_ROWS}" in message
+        assert f"F4 shows the code alone (needs {cols}×{rows})" in message
+        assert not login_screen(app).query_one("#qr-box").display
+        assert not set(text) & (set("▀▄") | set(map(chr, range(0x1FB00, 0x1FB3C))))  # nothing cropped
         await pilot.press("f4")
         await wait_for(pilot, lambda: isinstance(app.screen, QRFullScreen), "the full-screen QR")
-        assert f"needs {cols}×{rows} cells; this terminal is 80×24" in screen_text(app)
+        assert app.screen.query_one("#fullscreen-qr").display
+        assert "this terminal is" not in screen_text(app)
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
         assert url_on_screen(app) == url  # the same login, still under way
@@ -219,6 +222,7 @@ async def test_too_small_terminal_says_how_large_and_offers_the_full_screen_qr(s
 
 
 async def test_full_screen_qr_shows_only_the_code_when_it_fits(service):
+    service.settings.qr_style = "half"
     app = LoginHost(service, user_id="kim")
     async with app.run_test(size=(90, 42)) as pilot:
         await choose_user(pilot)
