@@ -307,8 +307,11 @@ class LoginScreen(Screen[TokenRecord | None]):
             paste.disabled = False
             self.refresh_bindings()
         if record is None:
-            self._say("#code-message", f"✗ {failure}\nPaste again to retry, or press ctrl+r to start "
-                                       "over with a new URL.", "error")
+            if self._now() >= self.start.expires_at:  # nothing pasted can finish it any more
+                retry = "This login expired: press ctrl+r to start over with a new URL."
+            else:
+                retry = "Paste again to retry, or press ctrl+r to start over with a new URL."
+            self._say("#code-message", f"✗ {failure}\n{retry}", "error")
             paste.value = ""
             paste.focus()
             return
