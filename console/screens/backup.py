@@ -32,7 +32,7 @@ def default_backup_path(now: float | None = None) -> str:
 class BackupScreen(Screen[None]):
     """Choose a file, type a passphrase twice, watch it being written, see the result."""
 
-    HELP_TITLE = "backup"
+    HELP_TITLE = "backup screen"
     AUTO_FOCUS = "#backup-path"
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the board"),

@@ -48,7 +48,7 @@ class ProfileShown(Message):
 
 class DetailScreen(Screen[None]):
     CSS_PATH = styles_path("detail.tcss")
-    HELP_TITLE = "user detail"
+    HELP_TITLE = "user detail screen"
     HELP_STATUSES = True
     BINDINGS = [
         Binding("escape,backspace", "back", "Back", tooltip="Back to the board"),

@@ -80,6 +80,12 @@ class LoginScreen(Screen[TokenRecord | None]):
         Binding("f1", "app.help", "Help", tooltip="Every key of this screen (? types into the fields)"),
     ]
 
+    @property
+    def HELP_TITLE(self) -> str:  # noqa: N802 (the name the help screen reads)
+        step = {"pick": "step 1, the user", "code": "step 2, approve and paste",
+                "done": "logged in"}.get(self.stage, self.stage)
+        return f"login screen ({step})"
+
     def __init__(self, user_id: str | None = None) -> None:
         super().__init__()
         self.initial_user = user_id

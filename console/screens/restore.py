@@ -39,7 +39,7 @@ def _when(ts: float | None) -> str:
 class RestoreScreen(Screen[None]):
     """Path and passphrase, the dry-run diff as a table, a confirmation, the result."""
 
-    HELP_TITLE = "restore"
+    HELP_TITLE = "restore screen"
     AUTO_FOCUS = "#restore-path"
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the board"),

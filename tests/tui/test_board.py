@@ -446,3 +446,17 @@ async def test_footer_shows_backup_and_restore_at_80_columns(service):
         footer = screen_text(app).splitlines()[-1]
         for words in ("l Login", "r Refresh", "d Logout", "b Backup", "o Restore", "? Help", "q Quit"):
             assert words in footer, footer
+
+
+async def test_help_is_titled_in_words_and_lists_marks_and_columns(service, login):
+    await login(service, "alice")
+    app = app_for(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded_board(pilot)
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        assert app.screen.query_one("#help-title").content == "Keys of the board"
+        keys = dict(app.screen.rows)
+        assert keys["space"].startswith("Mark or unmark") and keys["c"] == "Choose the columns to show"
+        assert keys["b"] == "Back up the stored tokens" and keys["o"] == "Restore tokens from a backup"
+        assert sum(1 for description in keys.values() if description.startswith("Show every key")) == 1

@@ -358,3 +358,22 @@ async def test_after_the_login_expired_no_paste_again_hint(service, emulator):
                        and "Exchanging" not in widget_text(app, "#code-message"), "the failure")
         message = widget_text(app, "#code-message")
         assert "Paste again" not in message and "ctrl+r to start over" in message
+
+
+async def test_help_at_the_user_step_lists_the_login_keys_not_the_editing_keys(service):
+    from console.screens.help import HelpScreen
+
+    app = LoginHost(service, user_id="vic")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert login_screen(app).query_one("#user-input", Input).has_focus
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        rows = app.screen.rows
+        descriptions = [description for _, description in rows]
+        assert app.screen.query_one("#help-title").content == "Keys of the login screen (step 1, the user)"
+        assert any("Cancel" in d for d in descriptions) and any("Existing users" in d for d in descriptions), rows
+        assert not any("cursor" in d.lower() or "delete" in d.lower() for d in descriptions), descriptions
+        assert not any("Copy URL" in d for d in descriptions)  # not on offer before the URL exists
+        assert [keys for keys, d in rows if "help" in d.lower() or "Every key" in d] == ["f1"]
+        assert len(app.screen.query("VerticalScroll")) == 1
