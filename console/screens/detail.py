@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from rich.table import Table
@@ -173,12 +174,12 @@ class DetailScreen(Screen[None]):
         table.add_column("when (UTC)", no_wrap=True)
         table.add_column("action", no_wrap=True)
         table.add_column("result", no_wrap=True)
-        table.add_column("by", overflow="fold", max_width=28)
-        table.add_column("detail", overflow="fold")
+        table.add_column("by", max_width=28)       # wrapped between words, never inside one
+        table.add_column("detail")
         for event in self.events:
             table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.ts)), event.action,
                           Text("ok") if event.ok else Text("FAILED", style="bold"),
-                          event.actor, event.detail)
+                          event.actor, durations_in_words(event.detail))
         audit.update(table)
 
     # -- actions -----------------------------------------------------------------------
@@ -277,3 +278,11 @@ class DetailScreen(Screen[None]):
             self.dismiss(None)
         elif message.reload:
             self.load()
+
+
+_SECONDS = re.compile(r"\b(-?\d+)s\b")
+
+
+def durations_in_words(detail: str) -> str:
+    """``expires in 28799s`` -> ``expires in 7h 59m``: the audit trail stores seconds."""
+    return _SECONDS.sub(lambda m: format_duration(int(m.group(1))), detail or "")
