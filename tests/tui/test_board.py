@@ -460,3 +460,39 @@ async def test_help_is_titled_in_words_and_lists_marks_and_columns(service, logi
         assert keys["space"].startswith("Mark or unmark") and keys["c"] == "Choose the columns to show"
         assert keys["b"] == "Back up the stored tokens" and keys["o"] == "Restore tokens from a backup"
         assert sum(1 for description in keys.values() if description.startswith("Show every key")) == 1
+
+
+def _lightness(style) -> float:
+    color = style.bgcolor if style.reverse else style.color
+    if color is None or color.is_default:
+        return 1.0  # the terminal's own text colour: full brightness on a dark terminal
+    r, g, b = color.get_truecolor()
+    return (0.299 * r + 0.587 * g + 0.114 * b) / 255
+
+
+async def test_without_colour_bad_states_are_not_dimmer_than_good_ones(service, login, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    for uid in ("good", "bad", "other"):
+        await login(service, uid)
+    bad = await service.get_record("bad")
+    await service.store.put(bad.evolve(needs_login=True))
+    app = app_for(service)
+    async with app.run_test(size=(100, 24)) as pilot:
+        board = await loaded_board(pilot)
+        await wait_until(pilot, lambda: board.status_of("bad") == Status.NEEDS_LOGIN, what="needs login")
+        board.select_user("other")   # the cursor (reverse video) on neither row compared
+        await pilot.pause()
+        cells = screen_cells(app)
+
+        def label_cells(label: str, *, in_board: bool):
+            for row in cells:
+                text = "".join(ch for ch, _ in row)
+                at = text.find(label)
+                if at >= 0 and (("│" not in text) == in_board):
+                    return row[at:at + len(label)]
+            raise AssertionError(f"{label!r} is not on screen:\n{screen_text(app)}")
+
+        for in_board in (True, False):   # the rows, then the header's counts
+            good = min(_lightness(style) for _, style in label_cells("✓ active", in_board=in_board))
+            worse = min(_lightness(style) for _, style in label_cells("✗ needs login", in_board=in_board))
+            assert worse >= good, f"needs login ({worse:.2f}) is dimmer than active ({good:.2f})"
