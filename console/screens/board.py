@@ -24,6 +24,7 @@ from ..tokens import TokenRecord, format_duration
 from ..widgets.board_view import COLUMNS, BoardView
 from ..widgets.health_bar import HealthBar
 from .confirm import ConfirmScreen
+from .key_hints import BOARD, with_keys
 
 
 def reason(exc: BaseException) -> str:
@@ -498,7 +499,7 @@ class BoardScreen(Screen[None]):
     def _work_done(self, message: WorkDone) -> None:
         if message.bulk:
             self.remove_class("-working")
-        self.notify(message.text, severity=message.severity,
+        self.notify(with_keys(message.text, BOARD), severity=message.severity,
                     timeout=10 if message.severity == "error" else 4)
         self.poll_now()
 

@@ -21,6 +21,7 @@ from ..widgets.board_view import ago
 from ..widgets.status_badge import MEANINGS, StatusBadge
 from .board import reason
 from .confirm import ConfirmScreen
+from .key_hints import DETAIL, with_keys
 
 
 class Loaded(Message):
@@ -272,7 +273,7 @@ class DetailScreen(Screen[None]):
 
     @on(ActionDone)
     def _action_done(self, message: ActionDone) -> None:
-        self.notify(message.text, severity=message.severity,
+        self.notify(with_keys(message.text, DETAIL), severity=message.severity,
                     timeout=10 if message.severity == "error" else 4)
         if message.close:
             self.dismiss(None)

@@ -35,6 +35,7 @@ from ..resources import styles_path
 from ..tokens import TokenRecord, format_duration
 from ..widgets.countdown import Countdown
 from ..widgets.qr import QRCode
+from .key_hints import LOGIN, with_keys
 from .qr_fullscreen import QRFullScreen, URLScreen
 
 log = logging.getLogger("console.tui.login")
@@ -184,7 +185,7 @@ class LoginScreen(Screen[TokenRecord | None]):
 
     def _say(self, where: str, text: str, kind: str = "") -> None:
         message = self.query_one(where, Static)
-        message.update(text)
+        message.update(with_keys(text, LOGIN))
         message.set_class(kind == "error", "-error")
         message.set_class(kind == "ok", "-ok")
 

@@ -126,6 +126,7 @@ async def test_refresh_failure_is_a_one_line_notification(service, login, emulat
         message = next(n for n in notifications(app) if "refresh failed" in n)
         assert "\n" not in message and "Traceback" not in message
         assert "log in again" in message
+        assert "press l to log the user in again" in message and "claude-console" not in message
         await wait_until(pilot, lambda: board.status_of("bob") is Status.NEEDS_LOGIN,
                          what="bob to show as needs login")
         assert "✗ needs login" in screen_text(app)
