@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import ConsoleError
@@ -19,7 +20,10 @@ VERBS = ("login", "callback", "status", "refresh", "logout", "token", "users", "
 
 
 def cmd_console(args) -> int:
-    if not (isatty(sys.stdin) and isatty(sys.stdout)):  # a full-screen app needs a terminal
+    # A full-screen app needs a terminal, or a driver that stands for one (textual-serve's
+    # web driver, which `claude-console web` runs the console under, speaks over pipes).
+    web = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
+    if not (isatty(sys.stdin) and isatty(sys.stdout)) and not web:
         out("claude-console: the full-screen console needs a terminal; use a verb: " + ", ".join(VERBS)
             + " (claude-console --help).")
         return 0
