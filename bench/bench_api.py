@@ -154,7 +154,7 @@ def main() -> int:
         return 0
 
     from console.emulator import EmulatorServer
-    from console.sandbox import sandbox_env
+    from console.cli.sandbox import sandbox_env
 
     tool = args.tool if args.tool != "auto" else ("wrk" if shutil.which("wrk") else "python")
     generate = run_wrk if tool == "wrk" else run_python

@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from console import backup as bk  # noqa: E402
+from console import transfer  # noqa: E402
+from console.transfer import sealed  # noqa: E402
 from console.config import Settings  # noqa: E402
 from console.crypto import generate_key  # noqa: E402
 from console.service import AuthService  # noqa: E402
@@ -50,7 +51,7 @@ def records(n: int) -> list[TokenRecord]:
 
 def kdf_floor() -> float:
     started = time.perf_counter()
-    bk.derive_key(PASSPHRASE, bk.SCRYPT, os.urandom(16))
+    sealed.derive_key(PASSPHRASE, sealed.SCRYPT, os.urandom(16))
     return time.perf_counter() - started
 
 
@@ -119,7 +120,7 @@ async def run(users: int, admin_dsn: str, rounds: int = 3) -> None:
 
             target = folder / f"all-{round_no}.ccbackup"
             started = time.perf_counter()
-            summary = await service.backup(target, PASSPHRASE)
+            summary = await transfer.backup(service, target, PASSPHRASE)
             times["backup"] = time.perf_counter() - started
             assert summary.users == users
 
@@ -127,11 +128,11 @@ async def run(users: int, admin_dsn: str, rounds: int = 3) -> None:
             await conn.execute(f"DELETE FROM {TOKENS}")
             service.forget()
             started = time.perf_counter()
-            contents = await service.open_backup(target, PASSPHRASE)
+            contents = await transfer.open_backup(target, PASSPHRASE)
             times["open"] = time.perf_counter() - started
-            plan = await service.plan_restore(contents)
+            plan = await transfer.plan_restore(service, contents)
             planned = time.perf_counter() - started
-            result = await service.apply_restore(plan)
+            result = await transfer.apply_restore(service, plan)
             times["restore"] = time.perf_counter() - started
             times["write"] = times["restore"] - planned
             restored = await conn.fetchval(f"SELECT count(*) FROM {TOKENS}")

@@ -18,7 +18,7 @@ import time
 
 from console.config import load_settings
 from console.emulator import EmulatorServer
-from console.sandbox import sandbox_env
+from console.cli.sandbox import sandbox_env
 from console.service import AuthService
 
 LIMIT_US = 20.0

@@ -60,7 +60,7 @@ async def run(dsn: str, url: str, pairs: list, concurrency: int) -> None:
     from console.crypto import generate_key
     from console.oauth import OAuthClient
     from console.refresher import provider_client, run_once
-    from console.sandbox import sandbox_env
+    from console.cli.sandbox import sandbox_env
     from console.service import AuthService
     from console.tokens import TokenRecord
 

@@ -22,7 +22,7 @@ import time
 
 from console.config import load_settings
 from console.emulator.process import EmulatorProcess
-from console.sandbox import sandbox_env
+from console.cli.sandbox import sandbox_env
 from console.service import AuthService
 
 SLACK_MS = 50.0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from console.config import load_settings
 from console.emulator import EmulatorServer
-from console.sandbox import sandbox_env
+from console.cli.sandbox import sandbox_env
 from console.service import AuthService
 
 FACTOR = 1.5

@@ -13,14 +13,14 @@ _LAZY = {
     "Settings": "console.config",
     "TokenRecord": "console.tokens",
     "Status": "console.tokens",
-    "ClaudeAuthService": "console.seed",
-    "ClaudeOAuthFlow": "console.seed",
-    "ClaudeOAuthHandler": "console.seed",
-    "get_auth_service": "console.seed",
-    "get_access_token": "console.seed",
-    "ensure_authenticated": "console.seed",
-    "get_headers": "console.seed",
-    "quick_authenticate": "console.seed",
+    "ClaudeAuthService": "console.sdk.seed",
+    "ClaudeOAuthFlow": "console.sdk.seed",
+    "ClaudeOAuthHandler": "console.sdk.seed",
+    "get_auth_service": "console.sdk.seed",
+    "get_access_token": "console.sdk.seed",
+    "ensure_authenticated": "console.sdk.seed",
+    "get_headers": "console.sdk.seed",
+    "quick_authenticate": "console.sdk.seed",
 }
 
 __all__ = sorted(_LAZY)

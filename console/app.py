@@ -11,11 +11,11 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
-from .commands import ScreenKeysProvider
-from .resources import styles_path, stylesheets
 from .screens.board import BoardScreen
 from .service import AuthService
 from .tokens import TokenRecord
+from .ui.palette import ScreenKeysProvider
+from .ui.styles import styles_path, stylesheets
 
 
 class ConsoleApp(App[int]):
@@ -45,6 +45,10 @@ class ConsoleApp(App[int]):
             self.title = "claude-console SANDBOX"
             self.sub_title = f"EMULATOR {sandbox_url} · not Claude"
 
+    def notify(self, message: str, *, markup: bool = False, **options) -> None:
+        """Notifications quote user ids and error text: plain text unless a caller asks."""
+        super().notify(message, markup=markup, **options)
+
     def get_default_screen(self) -> Screen:
         return BoardScreen()
 
@@ -70,7 +74,7 @@ class ConsoleApp(App[int]):
             await self.service.aclose()
 
     def action_help(self) -> None:
-        from .screens.help import HelpScreen
+        from .screens.modals.help import HelpScreen
 
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)

@@ -1,3 +1,3 @@
 """Seed path ``litellm.proxy.auth.claude_oauth_flow`` -> ``console.claude_oauth_flow``."""
 
-from .seed import ClaudeOAuthFlow  # noqa: F401
+from .sdk.seed import ClaudeOAuthFlow  # noqa: F401

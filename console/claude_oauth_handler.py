@@ -1,3 +1,3 @@
 """Seed path ``litellm.proxy.auth.claude_oauth_handler`` -> ``console.claude_oauth_handler``."""
 
-from .seed import ClaudeOAuthHandler  # noqa: F401
+from .sdk.seed import ClaudeOAuthHandler  # noqa: F401

@@ -7,8 +7,11 @@ The seed's file is read as it stands: ``${VAR}`` and ``os.environ/VAR`` are inte
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -63,14 +66,26 @@ class Settings:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     memory_cache_ttl: float = 5.0
+    journal_path: str = ""                # the rescue journal; "" = beside the token file
     log_level: str = ""
 
     config_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Where a setting came from ("/etc/cc.yaml: claude_oauth.encryption_key", "DATABASE_URL"),
+    # so a bad value is named as the operator wrote it.
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def token_path(self) -> Path:
         return Path(os.path.expanduser(self.token_file))
+
+    @property
+    def journal_file(self) -> Path:
+        """Where rotated tokens land first (``console/journal.py``)."""
+        if self.journal_path:
+            return Path(os.path.expanduser(self.journal_path))
+        token = self.token_path
+        return token.parent / f"{token.stem}.d" / "rescue" / "journal"
 
     @property
     def database_enabled(self) -> bool:
@@ -102,11 +117,68 @@ class Settings:
             raise ConfigError("claude_oauth.refresh_buffer: must be 0 or more seconds")
         if not self.client_id:
             raise ConfigError("claude_oauth.client_id: must not be empty")
-        if not self.default_user:
-            raise ConfigError("CLAUDE_CONSOLE_USER: must not be empty")
         if self.qr_style not in ("auto", "half", "sextant"):
             raise ConfigError(f"claude_oauth.qr_style (CLAUDE_CONSOLE_QR_STYLE): {self.qr_style!r} "
                               "is not auto, half or sextant")
+        from .users import user_id_problem
+
+        problem = user_id_problem(self.default_user)
+        if problem is not None:
+            raise ConfigError(f"the default user (CLAUDE_CONSOLE_USER or claude_oauth.default_user) {problem}")
+        if self.use_database and not self.database_url:
+            raise ConfigError(f"{self.sources.get('use_database', 'claude_oauth.use_database')} is true but "
+                              "no database URL is set (is ${DATABASE_URL} unset?)",
+                              hint="set DATABASE_URL, or use_database: false for the file store")
+        if self.database_url:
+            check_url(self._where("database_url"), self.database_url, ("postgres", "postgresql"))
+        if self.redis_url:
+            check_url(self._where("redis_url"), self.redis_url, ("redis", "rediss", "unix"))
+        check_token_path(self._where("token_file"), self.token_file)
+        if self.encryption_key:
+            from .crypto import Keyring
+
+            Keyring.from_spec(self.encryption_key, source=self._where("encryption_key"))
+
+    def _where(self, name: str) -> str:
+        return self.sources.get(name, f"claude_oauth.{name}")
+
+
+def check_url(where: str, value: str, schemes: tuple[str, ...]) -> None:
+    """One line naming the setting when a URL cannot be used: wrong scheme, no host, bad port."""
+    from urllib.parse import urlsplit
+
+    shown = re.sub(r"//[^@/]*@", "//…@", value)[:80]  # never print a password
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {shown!r} is not a URL ({exc})") from None
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{where}: {shown!r} is not a {schemes[0]}:// URL "
+                          f"(expected {', '.join(s + '://' for s in schemes)})")
+    if parts.scheme != "unix" and not (parts.hostname or "/" in (parts.query or "")) and port is None \
+            and not parts.netloc:
+        raise ConfigError(f"{where}: {shown!r} names no host")
+
+
+def check_token_path(where: str, value: str) -> None:
+    """A token file must be a path to a regular file (or not exist yet): never a folder, a FIFO
+    (reading one would hang every verb) or a name holding NUL."""
+    if "\0" in value:
+        raise ConfigError(f"{where}: the path contains a NUL character")
+    try:
+        st = os.stat(os.path.expanduser(value))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise ConfigError(f"{where}: {value}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{where}: {value} is a folder, not a token file",
+                          hint=f"name a file inside it, e.g. {os.path.join(value, 'claude_tokens.json')}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{where}: {value} is not a regular file (a FIFO, socket or device)",
+                          hint="name a regular file")
+
 
 
 # config key (inside claude_oauth) -> (Settings field, kind)
@@ -139,6 +211,7 @@ _YAML_KEYS: dict[str, tuple[str, str]] = {
     "http_timeout": ("http_timeout", "seconds"),
     "max_retries": ("max_retries", "int"),
     "memory_cache_ttl": ("memory_cache_ttl", "seconds"),
+    "journal_path": ("journal_path", "str"),
     "backoff_base": ("backoff_base", "seconds"),
     "backoff_cap": ("backoff_cap", "seconds"),
 }
@@ -164,6 +237,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "CLAUDE_CONSOLE_USER": ("default_user", "str"),
     "CLAUDE_CONSOLE_QR_STYLE": ("qr_style", "str"),
     "CLAUDE_CONSOLE_ALLOW_FILE_FALLBACK": ("allow_file_fallback", "bool"),
+    "CLAUDE_CONSOLE_JOURNAL": ("journal_path", "str"),
     "LITELLM_LOG_LEVEL": ("log_level", "str"),
     "CLAUDE_OAUTH_MAX_RETRIES": ("max_retries", "int"),
     "CLAUDE_OAUTH_BACKOFF_BASE": ("backoff_base", "seconds"),
@@ -201,24 +275,48 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
             return False
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if kind in ("seconds", "int"):
+        what = "a number of seconds" if kind == "seconds" else "a whole number"
+        if isinstance(value, (bool, dict, list)):
+            raise ConfigError(f"{where}: expected {what}, got {type(value).__name__} {str(value)[:40]!r}")
         try:
             number = float(value) if kind == "seconds" else int(value)
-        except (TypeError, ValueError):
-            what = "a number of seconds" if kind == "seconds" else "a whole number"
-            raise ConfigError(f"{where}: expected {what}, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{where}: expected {what}, got {str(value)[:40]!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected {what}, got {str(value)[:40]!r}")
         if number < 0:
             raise ConfigError(f"{where}: must not be negative, got {value!r}")
         return number
     if kind == "scopes":
         if isinstance(value, (list, tuple)):
-            return " ".join(str(v) for v in value)
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: expected a list of scope names (strings)")
+            return " ".join(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a list of scopes or a space-separated string, "
+                              f"got {type(value).__name__} {value!r}")
         return " ".join(str(value).replace(",", " ").split())
     raise AssertionError(kind)
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if os.path.isdir(path):
+        raise ConfigError(f"config file {path} is a folder", hint="pass a YAML file with --config")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"config file {path} is not a regular file", hint="pass a YAML file with --config")
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: "
+                              "not a configuration file")
+        if b"\0" in raw:
+            raise ConfigError(f"config file {path} is binary, not YAML text")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist",
                           hint="pass an existing file with --config or unset CONSOLE_CONFIG") from None
@@ -228,6 +326,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -258,9 +358,12 @@ def load_settings(config_path: str | os.PathLike | None = None,
             raise ConfigError(f"{path}: claude_oauth must be a mapping")
         for key, value in block.items():
             if key not in _YAML_KEYS:
-                settings.extra[f"claude_oauth.{key}"] = value
-                continue
+                near = difflib.get_close_matches(str(key), list(_YAML_KEYS), n=1)
+                raise ConfigError(f"{path}: unknown key claude_oauth.{str(key)[:60]}"
+                                  + (f"; did you mean {near[0]}?" if near else ""),
+                                  hint="the README's Configuration section lists every key")
             name, kind = _YAML_KEYS[key]
+            settings.sources[name] = f"{path}: claude_oauth.{key}"
             if value is None or value == "":
                 continue
             setattr(settings, name, _coerce(value, kind, f"{path}: claude_oauth.{key}"))
@@ -268,10 +371,12 @@ def load_settings(config_path: str | os.PathLike | None = None,
                           ("redis_url", "redis_url")):
             if general.get(key):
                 setattr(settings, name, _coerce(general[key], "str", f"{path}: general_settings.{key}"))
+                settings.sources.setdefault(name, f"{path}: general_settings.{key}")
     for var, (name, kind) in _ENV_KEYS.items():
         value = env.get(var)
         if value:
             setattr(settings, name, _coerce(value, kind, var))
+            settings.sources[name] = var
     for name, value in overrides.items():
         if value is not None:
             setattr(settings, name, value)

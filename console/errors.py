@@ -59,6 +59,19 @@ class StaleWrite(StorageError):
     """A compare-and-swap lost: someone stored a newer token first."""
 
 
+class DiskFull(StorageError):
+    """A write hit ENOSPC, EDQUOT or EROFS: the file it would have replaced is kept as it was."""
+
+
+class NotYetStored(StorageError):
+    """The provider rotated the tokens but the store did not take them yet: the new tokens are
+    held locally (rescue journal and memory) and retried. ``record`` is the live record."""
+
+    def __init__(self, message: str, *, hint: str | None = None, record=None) -> None:
+        super().__init__(message, hint=hint)
+        self.record = record
+
+
 # --- crypto ---------------------------------------------------------------------------
 
 

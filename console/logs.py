@@ -27,11 +27,17 @@ def redact(text: str) -> str:
     return text
 
 
+# Terminal controls in a logged value (a user id, a provider's error body) are escaped so a
+# log line can neither drive the terminal that shows it nor forge another line.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 class RedactingFormatter(logging.Formatter):
     """Formats as usual, then redacts the whole line (message, args and traceback)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        text = redact(super().format(record))
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def setup_logging(level: str | None = None, verbose: bool = False, stream=None) -> None:

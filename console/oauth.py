@@ -64,11 +64,18 @@ def authorize_url(settings: Settings, *, state: str, challenge: str, redirect_ur
     return f"{settings.authorize_url}?{urlencode(params, safe=':/')}"
 
 
+MAX_PASTED = 8192  # far above a callback URL (~600 characters); a paste bigger than this is not one
+
+
 def parse_pasted(text: str) -> tuple[str, str | None]:
     """``CODE#STATE``, the full callback URL, or a bare code -> (code, state or None)."""
     text = (text or "").strip().strip("'\"")
     if not text:
         raise LoginError("nothing was pasted", hint="paste the CODE#STATE string shown after login")
+    if len(text) > MAX_PASTED or not text.isascii() or not text.isprintable():
+        # Codes, states and callback URLs are short printable ASCII; anything else is a wrong paste.
+        raise LoginError("the pasted text is not a code: it is too long or holds characters a code "
+                         "never has", hint="paste the CODE#STATE string shown after login")
     if text.startswith(("http://", "https://")):
         parts = urlsplit(text)
         query = parse_qs(parts.query)

@@ -160,7 +160,7 @@ async def start(service, interval: float = DEFAULT_INTERVAL, **options: Any):
     database connections, leaving the rest to the requests it serves.
     """
     options.setdefault("concurrency", max(1, min(DEFAULT_CONCURRENCY,
-                                                 getattr(service.settings, "database_pool_size", 10) // 2)))
+                                                 service.settings.database_pool_size // 2)))
     task = asyncio.create_task(run_forever(service, interval, **options), name="claude-console-refresher")
 
     async def stop() -> None:

@@ -13,21 +13,36 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from . import oauth as oauth_mod
 from .config import Settings, load_settings
-from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn, OAuthError,
-                     StaleWrite, TransientOAuthError)
+from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn, NotYetStored, OAuthError,
+                     StaleWrite, StorageError, TransientOAuthError)
+from .journal import RescueJournal
 from .store import AuditEvent, Hierarchy, PendingLogin, TierHealth, build_store
-from .tokens import Status, TokenRecord, token_status
+from .tokens import Status, TokenRecord, format_span, token_status
+from .logs import redact
+from .users import fix_command, resolve_user
 
 log = logging.getLogger("console.service")
 
 TOUCH_INTERVAL = 60.0
+HOLD_TIMEOUT = 30.0   # aclose waits this long for a held token that no journal could take
+
+
+@dataclass
+class Held:
+    """A rotated record the store has not taken yet (kept here and, when it could, in the journal)."""
+
+    record: TokenRecord
+    base_version: int
+    slot: int | None
+    reason: str
 
 
 @dataclass
@@ -58,16 +73,40 @@ def _start_task(coro) -> asyncio.Task:
     return asyncio.ensure_future(coro)
 
 
+class Clock(Protocol):
+    """The service's clock: wall time for token expiry, pending logins and the audit; monotonic
+    time for the memory cache. A test passes its own and moves it forward instead of sleeping
+    (as the emulator's ``clock`` and the TUI's do)."""
+
+    def now(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock (the default)."""
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic()
+
+
 def login_hint(user_id: str) -> str:
-    return f"run: claude-console login --user {user_id}"
+    return f"run: {fix_command('login', user_id)}"
 
 
 class AuthService:
     """Get a valid token, refresh (single flight), log in, log out, report status."""
 
     def __init__(self, settings: Settings | None = None, store: Hierarchy | None = None,
-                 oauth: "oauth_mod.OAuthClient | None" = None, *, face: str = "sdk") -> None:
+                 oauth: "oauth_mod.OAuthClient | None" = None, *, face: str = "sdk",
+                 clock: Clock | None = None) -> None:
         self.settings = settings or load_settings()
+        self.clock = clock or SystemClock()
         self.store = store if store is not None else build_store(self.settings)
         self._oauth = oauth
         self.actor = _default_actor(face)
@@ -76,10 +115,16 @@ class AuthService:
         self._touched: dict[str, float] = {}
         self._background: set[asyncio.Task] = set()  # bookkeeping kept off the callers' path
         self._listeners: list = []  # callables (event, seconds) told of every audited action
+        self.journal = RescueJournal(self.settings.journal_file, getattr(self.store.primary, "keyring", None))
+        self._held: dict[str, Held] = {}             # rotated but not yet stored, by user
+        self._retrying: dict[str, asyncio.Task] = {}
+        self._recovered_at_start = False
+        self._journal_seen: tuple | None = None     # (stat key, users with pending entries)
+        self.rescue_window: tuple[float, float] | None = None  # last answer-to-journal times (seconds)
+        # Test seam: seconds to wait between the journal write and the store write.
+        self._save_delay = float(os.environ.get("CLAUDE_CONSOLE_TEST_SAVE_DELAY") or 0)
         # A write on another replica evicts our memory entry (via the cache's invalidations).
-        on_invalidate = getattr(self.store, "on_invalidate", None)
-        if on_invalidate is not None:
-            on_invalidate(self.forget)
+        self.store.on_invalidate(self.forget)
 
     @property
     def oauth(self) -> "oauth_mod.OAuthClient":
@@ -88,7 +133,8 @@ class AuthService:
         return self._oauth
 
     def user(self, user_id: str | None) -> str:
-        return user_id or self.settings.default_user
+        """The one place a call's user is resolved (the default when None) and checked."""
+        return resolve_user(user_id, self.settings.default_user)
 
     def _later(self, coro) -> None:
         """Run bookkeeping (audit, last_used) after the callers are answered; ``aclose`` waits."""
@@ -101,6 +147,7 @@ class AuthService:
             await asyncio.gather(*list(self._background), return_exceptions=True)
         for task in list(self._inflight.values()):
             task.cancel()
+        await self._last_tries()
         if self._oauth is not None:
             await self._oauth.aclose()
         await self.store.close()
@@ -126,16 +173,45 @@ class AuthService:
             return await self._load_tokens(user_id)
         return await self.store.get_fresh(user_id)
 
+    # -- writes for the faces that bring their own tokens (transfer, the SDK) -------------
+
+    async def read_fresh(self, user_id: str) -> TokenRecord | None:
+        """The stored record, past every cache: what a compare-and-swap write must start from.
+        Call it under ``store.locked(user_id)``, as ``store_record`` expects."""
+        return await self._load_fresh(user_id)
+
+    async def store_record(self, record: TokenRecord, *, expected_version: int, action: str,
+                           detail: str = "") -> TokenRecord:
+        """Write tokens a face brought (an import, the SDK's ``store_tokens``) the way the
+        service writes its own: a compare-and-swap on ``expected_version`` (the version read
+        with ``read_fresh``, 0 for a new user; ``StaleWrite`` if it moved), this process's
+        memory entry dropped, and ``action`` audited."""
+        saved = await self._save_tokens(record.user_id, record, expected_version=expected_version)
+        self.forget(record.user_id)
+        await self._audit(action, record.user_id, True, detail)
+        return saved
+
+    async def record_event(self, action: str, user_id: str, ok: bool, detail: str) -> None:
+        """Audit an action done outside the service (a backup, an export), with this face's
+        actor, and tell the listeners, as the service's own actions are."""
+        await self._audit(action, user_id, ok, detail)
+
+    def remembered(self, user_id: str) -> TokenRecord | None:
+        """The record this process last loaded for the user, fresh or not, without a store
+        read: the seed's synchronous ``get_headers`` has nothing else to go by."""
+        hit = self._mem.get(user_id)
+        return hit[0] if hit is not None else None
+
     # -- memory cache ------------------------------------------------------------------
 
     def _remember(self, record: TokenRecord) -> None:
-        fresh_until = time.monotonic() + self.settings.memory_cache_ttl
+        fresh_until = self.clock.monotonic() + self.settings.memory_cache_ttl
         self._mem[record.user_id] = (record, fresh_until, record.expires_at - self.settings.refresh_buffer)
 
     def _memory_hit(self, uid: str) -> TokenRecord | None:
         """The remembered record while it is fresh and not yet due for refresh."""
         hit = self._mem.get(uid)
-        if hit is not None and hit[1] > time.monotonic() and hit[2] > time.time():
+        if hit is not None and hit[1] > self.clock.monotonic() and hit[2] > self.clock.now():
             return hit[0]
         return None
 
@@ -148,7 +224,9 @@ class AuthService:
     # -- reading -----------------------------------------------------------------------
 
     async def get_record(self, user_id: str | None = None) -> TokenRecord | None:
-        return await self._load_tokens(self.user(user_id))
+        uid = self.user(user_id)
+        await self._rescue(uid)
+        return await self._load_tokens(uid)
 
     async def cached_record(self, user_id: str | None = None) -> TokenRecord | None:
         """Like ``get_record``, but served from the memory cache while it is fresh
@@ -157,17 +235,18 @@ class AuthService:
         hit = self._memory_hit(uid)
         if hit is not None:
             return hit
+        await self._rescue(uid)
         record = await self._load_tokens(uid)
         if record is not None and self.status_of(record) is Status.ACTIVE:
             self._remember(record)
         return record
 
     def status_of(self, record: TokenRecord, now: float | None = None) -> Status:
-        return token_status(record, now, self.settings.refresh_buffer)
+        return token_status(record, self.clock.now() if now is None else now, self.settings.refresh_buffer)
 
     async def get_access_token(self, user_id: str | None = None, auto_refresh: bool | None = None) -> str:
         """A valid access token, refreshing when needed. Raises a ``ConsoleError`` if none."""
-        uid = user_id or self.settings.default_user
+        uid = self.user(user_id)
         hit = self._memory_hit(uid)
         if hit is not None:
             return hit.access_token
@@ -177,7 +256,14 @@ class AuthService:
     async def _valid_record(self, uid: str, auto_refresh: bool) -> TokenRecord:
         running = self._inflight.get(uid)
         if running is not None and auto_refresh:  # a refresh is under way: share it
-            return await asyncio.shield(running)
+            try:
+                return await asyncio.shield(running)
+            except NotYetStored as exc:  # the live token, held until the store takes it
+                return exc.record
+        await self._rescue(uid)
+        held = self._held.get(uid)
+        if held is not None and self.status_of(held.record) is Status.ACTIVE:
+            return held.record  # newer than anything stored: the store is behind
         record = await self._load_tokens(uid)
         if record is None:
             raise NotLoggedIn(f"user {uid!r} is not logged in", hint=login_hint(uid))
@@ -196,9 +282,11 @@ class AuthService:
             if status is Status.EXPIRING:
                 return record
             raise NeedsLogin(f"the token of user {uid!r} has expired and auto_refresh is off",
-                             hint=f"run: claude-console refresh --user {uid}")
+                             hint=f"run: {fix_command('refresh', uid)}")
         try:
             fresh = await self._refresh_single_flight(uid, record, force=False)
+        except NotYetStored as exc:
+            fresh = exc.record
         except (TransientOAuthError, StaleWrite):
             if status is Status.EXPIRING:  # still valid for a while: serve it, retry next time
                 return record
@@ -207,7 +295,7 @@ class AuthService:
         return fresh
 
     async def _touch(self, uid: str) -> None:
-        now = time.time()
+        now = self.clock.now()
         if now - self._touched.get(uid, 0.0) >= TOUCH_INTERVAL:
             self._touched[uid] = now
             self._later(self._record_use(uid, now))
@@ -232,7 +320,16 @@ class AuthService:
     async def refresh(self, user_id: str | None = None, *, force: bool = True) -> TokenRecord:
         """Refresh now (``force``) or only if needed; shares any refresh already running."""
         uid = self.user(user_id)
-        record = await self._load_fresh(uid)  # not the cache: a forced refresh must see the newest
+        await self._rescue(uid)
+        try:
+            record = await self._load_fresh(uid)  # not the cache: a forced refresh must see the newest
+        except StorageError as exc:
+            held = self._held.get(uid)
+            if held is None:
+                raise
+            raise NotYetStored(f"user {uid}'s new token is held locally, not yet stored ({exc.message})",
+                               hint="it is written as soon as the store takes it; nothing was refreshed",
+                               record=held.record) from None
         if record is None:
             raise NotLoggedIn(f"user {uid!r} is not logged in", hint=login_hint(uid))
         return await self._refresh_single_flight(uid, record, force=force)
@@ -257,7 +354,7 @@ class AuthService:
             current = await self._load_fresh(uid)
             if current is None:
                 raise NotLoggedIn(f"user {uid!r} is not logged in", hint=login_hint(uid))
-            now = time.time()
+            now = self.clock.now()
             status = self.status_of(current, now)
             # A stored record's version moves on every write; a token from the environment has none.
             changed = current.version != seen.version if seen.version else \
@@ -273,7 +370,12 @@ class AuthService:
                                  hint=login_hint(uid))
             if not current.refresh_token:
                 raise NeedsLogin(f"user {uid!r} has no refresh token", hint=login_hint(uid))
-            asked = time.monotonic()
+            current = await self._land_before_spending(uid, current)
+            # Lock before spending: every lock the save needs is taken now, or nothing is spent.
+            lock_row = getattr(self.store.primary, "lock_row", None)
+            if lock_row is not None and current.source == self.store.primary.name:
+                await lock_row(uid)
+            asked = self.clock.monotonic()
             try:
                 answer = await self.oauth.refresh(current.refresh_token)
             except InvalidGrant as exc:
@@ -281,6 +383,7 @@ class AuthService:
             except OAuthError as exc:
                 await self._refresh_failed(uid, current, exc)
                 raise
+            answered = time.monotonic()
             fresh = current.evolve(
                 access_token=answer.access_token,
                 refresh_token=answer.refresh_token or current.refresh_token,
@@ -293,11 +396,26 @@ class AuthService:
                 refresh_count=current.refresh_count + 1,
                 last_refresh_at=now, last_refresh_error=None, refresh_failures=0, needs_login=False,
             )
-            # The old refresh token is dead now: store the new one before anything else.
-            saved = await self._save_tokens(uid, fresh, expected_version=current.version)
+            # The old refresh token is dead now: the new one goes to the rescue journal before
+            # anything else, then to the store; only then is the journal entry done.
+            slot, journal_error = self._journal_append(fresh, current.version)
+            if slot is not None:  # (kill -9 window, crash window): bench/bench_rescue.py
+                self.rescue_window = (self.journal.written_at - answered, time.monotonic() - answered)
+            if self._save_delay:
+                await asyncio.sleep(self._save_delay)
+            try:
+                saved = await self._save_tokens(uid, fresh, expected_version=current.version)
+            except StaleWrite:
+                if slot is not None:
+                    self.journal.mark_done(slot)
+                raise
+            except StorageError as exc:
+                raise self._hold(fresh, current.version, slot, exc, journal_error) from None
+            if slot is not None:
+                self.journal.mark_done(slot)
         self._remember(saved)
-        self._later(self._audit("refresh", uid, True, f"expires in {int(saved.expires_at - time.time())}s",
-                                seconds=time.monotonic() - asked))
+        self._later(self._audit("refresh", uid, True, f"expires in {int(saved.expires_at - self.clock.now())}s",
+                                seconds=self.clock.monotonic() - asked))
         return saved
 
     async def _refresh_rejected(self, uid: str, current: TokenRecord, exc: InvalidGrant) -> TokenRecord:
@@ -309,8 +427,8 @@ class AuthService:
             return again
         self.forget(uid)
         if current.source != "env":
-            marked = current.evolve(needs_login=True, last_refresh_error=str(exc),
-                                    last_refresh_error_at=time.time(),
+            marked = current.evolve(needs_login=True, last_refresh_error=redact(str(exc)),
+                                    last_refresh_error_at=self.clock.now(),
                                     refresh_failures=current.refresh_failures + 1)
             try:
                 await self._save_tokens(uid, marked, expected_version=current.version)
@@ -323,7 +441,7 @@ class AuthService:
     async def _refresh_failed(self, uid: str, current: TokenRecord, exc: OAuthError) -> None:
         """Record the failure; the tokens themselves stay exactly as they were."""
         if current.source != "env":
-            noted = current.evolve(last_refresh_error=str(exc), last_refresh_error_at=time.time(),
+            noted = current.evolve(last_refresh_error=redact(str(exc)), last_refresh_error_at=self.clock.now(),
                                    refresh_failures=current.refresh_failures + 1)
             try:
                 await self._save_tokens(uid, noted, expected_version=current.version)
@@ -331,13 +449,185 @@ class AuthService:
                 log.debug("failure note for %s not stored: %s", uid, write_exc)
         await self._audit("refresh_failed", uid, False, str(exc))
 
+    # -- rotated but not yet stored: the rescue journal, holding, landing ----------------
+
+    def _journal_append(self, record: TokenRecord, base_version: int) -> tuple[int | None, str | None]:
+        """Write the rotated record to the rescue journal; ``(slot, None)`` or ``(None, why not)``."""
+        try:
+            return self.journal.append(record, base_version), None
+        except StorageError as exc:
+            log.error("user %s: the rescue journal did not take the new token (%s); it is held in "
+                      "memory until the store takes it", record.user_id, exc.message)
+            return None, exc.message
+
+    def _hold(self, record: TokenRecord, base_version: int, slot: int | None, exc: StorageError,
+              journal_error: str | None = None, action: str = "refresh") -> NotYetStored:
+        """Keep a rotated record the store refused, retry it in the background, and say so."""
+        uid = record.user_id
+        self._held[uid] = Held(record, base_version, slot, exc.message)
+        self._remember(record)  # the live token: served while the store is behind
+        self._retry_later(uid)
+        where = f"in the rescue journal {self.journal.path} and in memory" if slot is not None else \
+            f"in this process's memory only (the rescue journal failed too: {journal_error})"
+        log.warning("user %s's new token is held locally, not yet stored: %s", uid, exc.message)
+        self._later(self._audit(action, uid, True, f"held locally, not yet stored: {exc.message}"))
+        return NotYetStored(f"user {uid}'s new token is held locally, not yet stored ({exc.message})",
+                            hint=f"it is kept {where} and written as soon as the store takes it; "
+                                 "nobody needs to log in again", record=record)
+
+    def held_users(self) -> dict[str, str]:
+        """Users whose rotated token is held locally, not yet stored: ``{user: why}``. Counts this
+        process's held tokens and any other process's unfinished journal entries."""
+        out = {uid: held.reason for uid, held in self._held.items()}
+        for entry in self.journal.pending():
+            out.setdefault(entry.user_id, "an unfinished rescue journal entry")
+        return out
+
+    def _retry_later(self, uid: str) -> None:
+        task = self._retrying.get(uid)
+        if task is None or task.done():
+            self._retrying[uid] = asyncio.ensure_future(self._keep_trying(uid))
+
+    async def _keep_trying(self, uid: str) -> None:
+        delay = max(0.05, self.settings.backoff_base)
+        while uid in self._held:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max(self.settings.backoff_cap, 1.0))
+            held = self._held.get(uid)
+            if held is None:
+                return
+            try:
+                await self._land(held.record, held.base_version, held.slot)
+            except ConsoleError as exc:
+                held.reason = exc.message
+                log.info("user %s: the held token is still not stored (%s); retrying in %.1fs",
+                         uid, exc.message, delay)
+
+    async def _land(self, record: TokenRecord, base: int, slot: int | None, *, locked: bool = False) -> str:
+        """Write a rotated record the store missed, as a compare-and-swap on the version it was
+        based on: ``recovered``; or find it landed already, or superseded by a newer write
+        (a login, a logout): ``landed`` / ``superseded``. Store errors propagate."""
+        uid = record.user_id
+        if not locked:
+            async with self.store.locked(uid):
+                return await self._land(record, base, slot, locked=True)
+        stored = await self.store.get_fresh(uid)
+        stored_version = stored.version if stored is not None and stored.source != "env" else 0
+        if stored is not None and stored.refresh_token == record.refresh_token:
+            outcome = "landed"
+        elif stored_version != base or (stored is not None and stored.refresh_count >= record.refresh_count
+                                        and stored_version):
+            outcome = "superseded"
+        else:
+            saved = await self.store.put(record, expected_version=base)
+            self.forget(uid)
+            self._remember(saved)
+            outcome = "recovered"
+        if slot is not None:
+            self.journal.mark_done(slot)
+        held = self._held.get(uid)
+        if held is not None and held.record.refresh_token == record.refresh_token:
+            del self._held[uid]
+        if outcome == "recovered":
+            await self._audit("recovery", uid, True,
+                              f"rotated token written back from the rescue journal (version {base} -> {base + 1})")
+        elif outcome == "superseded":
+            log.info("user %s: a held token was superseded by a newer write; dropped", uid)
+        return outcome
+
+    async def recover(self) -> int:
+        """Write back every unfinished rescue journal entry newer than the stored record (run at
+        start); returns how many were recovered. A store that is down leaves them for later."""
+        self._recovered_at_start = True
+        recovered = 0
+        for entry in self.journal.pending():
+            if entry.user_id in self._held:
+                continue  # ours: the retry loop has it
+            try:
+                recovered += await self._land(entry.record, entry.base_version, entry.slot) == "recovered"
+            except ConsoleError as exc:
+                log.warning("user %s's new token is held locally, not yet stored: %s", entry.user_id, exc.message)
+                self._held.setdefault(entry.user_id, Held(entry.record, entry.base_version, entry.slot, exc.message))
+                self._retry_later(entry.user_id)
+        return recovered
+
+    async def _rescue(self, uid: str) -> None:
+        """Before reading a user: land an unfinished journal entry for them (cheap when none:
+        one ``stat`` of the journal)."""
+        if not self._recovered_at_start:
+            await self.recover()
+            return
+        try:
+            st = os.stat(self.journal.path)
+        except OSError:
+            return
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._journal_seen is None or self._journal_seen[0] != key:
+            self._journal_seen = (key, {e.user_id for e in self.journal.pending()})
+        if uid not in self._journal_seen[1] or uid in self._held:
+            return
+        for entry in self.journal.pending(uid):
+            try:
+                await self._land(entry.record, entry.base_version, entry.slot)
+            except ConsoleError as exc:
+                log.warning("user %s's new token is held locally, not yet stored: %s", uid, exc.message)
+                self._held.setdefault(uid, Held(entry.record, entry.base_version, entry.slot, exc.message))
+                self._retry_later(uid)
+        self._journal_seen = None
+
+    async def _land_before_spending(self, uid: str, current: TokenRecord) -> TokenRecord:
+        """Inside the refresh lock: a held or journalled rotation of ``current`` must land before
+        its (dead) refresh token could be spent; if the store still refuses it, stop here."""
+        entries = [(h.record, h.base_version, h.slot) for h in [self._held.get(uid)] if h is not None]
+        entries += [(e.record, e.base_version, e.slot) for e in self.journal.pending(uid)]
+        base_now = current.version if current.source != "env" else 0
+        for record, base, slot in entries:
+            try:
+                outcome = await self._land(record, base, slot, locked=True)
+            except StorageError as exc:
+                if base != base_now:
+                    continue
+                raise NotYetStored(f"user {uid}'s new token is held locally, not yet stored ({exc.message})",
+                                   hint="it is written as soon as the store takes it", record=record) from None
+            if outcome == "recovered":
+                current = await self._load_fresh(uid) or current
+                base_now = current.version
+        return current
+
+    async def _last_tries(self) -> None:
+        """At shutdown: a held token in the journal is safe (the next start writes it back); one
+        only in memory is retried for up to ``HOLD_TIMEOUT`` seconds before we give up, loudly."""
+        for task in self._retrying.values():
+            task.cancel()
+        deadline = time.monotonic() + HOLD_TIMEOUT
+        delay = 0.1
+        while any(h.slot is None for h in self._held.values()):
+            for uid, held in list(self._held.items()):
+                if held.slot is None:
+                    try:
+                        await self._land(held.record, held.base_version, None)
+                    except ConsoleError as exc:
+                        held.reason = exc.message
+            if not any(h.slot is None for h in self._held.values()) or time.monotonic() >= deadline:
+                break
+            log.error("not exiting yet: %d new tokens are held in memory only, not yet stored; "
+                      "retrying until %.0fs have passed", sum(h.slot is None for h in self._held.values()),
+                      HOLD_TIMEOUT)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        for uid, held in self._held.items():
+            if held.slot is None:
+                log.error("user %s's new token could not be stored nor journalled (%s); it is lost "
+                          "with this process: that user must log in again", uid, held.reason)
+        self.journal.close()
+
     # -- login -------------------------------------------------------------------------
 
     async def start_login(self, user_id: str | None = None, redirect_uri: str | None = None) -> LoginStart:
         uid = self.user(user_id)
         verifier = oauth_mod.new_verifier()
         state = oauth_mod.new_state()
-        now = time.time()
+        now = self.clock.now()
         redirect = redirect_uri or self.settings.redirect_uri
         pending = PendingLogin(state=state, verifier=verifier, user_id=uid, redirect_uri=redirect,
                                created_at=now, expires_at=now + self.settings.pending_ttl)
@@ -357,6 +647,8 @@ class AuthService:
 
     async def complete_login(self, pasted: str, user_id: str | None = None,
                              state: str | None = None) -> TokenRecord:
+        if user_id is not None:
+            self.user(user_id)
         code, pasted_state = oauth_mod.parse_pasted(pasted)
         state = pasted_state or state
         if state is None:
@@ -370,14 +662,14 @@ class AuthService:
         if pending is None:
             raise LoginError("no pending login matches that state: it was already used, expired, or "
                              "was started on another store", hint=login_hint(self.user(user_id)))
-        if pending.expired():
+        if pending.expired(self.clock.now()):
             raise LoginError(f"the login for user {pending.user_id!r} expired "
-                             f"(logins must finish within {int(self.settings.pending_ttl // 60)} minutes)",
+                             f"(logins must finish within {format_span(self.settings.pending_ttl)})",
                              hint=login_hint(pending.user_id))
         if user_id and user_id != pending.user_id:
             await self.store.save_pending(pending)
             raise LoginError(f"that code belongs to the login of user {pending.user_id!r}, not {user_id!r}",
-                             hint=f"run: claude-console callback CODE --user {pending.user_id}")
+                             hint=f"run: {fix_command('callback', pending.user_id, 'CODE')}")
         uid = pending.user_id
         try:
             await self._load_fresh(uid)  # a broken store fails here, before the code is spent
@@ -397,7 +689,7 @@ class AuthService:
             await self.store.save_pending(pending)
             await self._audit("login", uid, False, str(exc))
             raise
-        now = time.time()
+        now = self.clock.now()
         async with self.store.locked(uid):
             existing = await self._load_fresh(uid)
             record = TokenRecord(
@@ -409,7 +701,16 @@ class AuthService:
                 refresh_count=existing.refresh_count if existing else 0,
                 version=existing.version if existing and existing.source != "env" else 0,
             )
-            saved = await self._save_tokens(uid, record)
+            # The code is spent: these tokens exist nowhere else. Journal first, as a refresh does.
+            slot, journal_error = self._journal_append(record, record.version)
+            try:
+                saved = await self._save_tokens(uid, record)
+            except StaleWrite:
+                raise
+            except StorageError as exc:
+                raise self._hold(record, record.version, slot, exc, journal_error, action="login") from None
+            if slot is not None:
+                self.journal.mark_done(slot)
         self._remember(saved)
         await self._audit("login", uid, True, f"account {saved.account_email or '?'}")
         return saved
@@ -444,18 +745,38 @@ class AuthService:
 
     async def health(self) -> list[TierHealth]:
         out = await self.store.health()
-        keyring = getattr(self.store.primary, "keyring", None)
+        keyring = self.store.primary.keyring
         if keyring is not None and keyring.enabled:
             more = f" (+{len(keyring.keys) - 1} older)" if len(keyring.keys) > 1 else ""
             out.append(TierHealth("key", "up", f"key id {keyring.primary_id}{more}"))
         else:
             out.append(TierHealth("key", "not configured", "tokens at rest are not encrypted"))
+        out.append(self.journal_health())
         return out
+
+    def journal_health(self) -> TierHealth:
+        """The rescue journal as a tier line: ``held`` while a rotated token is not yet stored."""
+        held = self.held_users()
+        if held:
+            names = ", ".join(sorted(held)[:5]) + (", …" if len(held) > 5 else "")
+            return TierHealth("journal", "held", f"{len(held)} users' new tokens are held locally, not yet "
+                              f"stored ({names}); they are written when the store takes them", writable=True)
+        try:
+            self.journal.open()
+        except ConsoleError as exc:
+            return TierHealth("journal", "down", f"{exc.message}; rotated tokens would be held in memory only",
+                              writable=True)
+        return TierHealth("journal", "up", f"{self.journal.path} ({self.journal.slots} slots, none held)",
+                          writable=True)
+
+    def primary_up(self, health: list[TierHealth]) -> bool:
+        """Whether ``health`` says the tier that holds the writes is up (the store is usable)."""
+        return self.store.primary_up(health)
 
     # -- the shared database: migrations, key rotation, background refresh ---------------
 
     def _database(self, verb: str):
-        tier = self.store.tier("postgres")
+        tier = next((t for t in self.store.tiers if t.CAN_MIGRATE), None)
         if tier is None:
             from .errors import UsageError
 
@@ -475,15 +796,8 @@ class AuthService:
                 self.forget(uid)
             await self.store.cache_drop_many(user_ids)  # a cache that is down is skipped there
 
-        file_tier = self.store.primary if self.store.primary.name == "file" else None
-        if file_tier is not None:  # the file store: one atomic rewrite
-            report = await file_tier.rotate_keys()
-            await rotated([r.user_id for r in await file_tier.list()])
-        else:
-            from .store.pgadmin import rotate_keys
-
-            report = await rotate_keys(self._database("rotate-key"), batch=batch, progress=progress,
-                                       on_batch=rotated)
+        tier = self.store.primary if self.store.primary.CAN_ROTATE_KEYS else self._database("rotate-key")
+        report = await tier.rotate_keys(batch=batch, progress=progress, on_batch=rotated)
         await self._audit("rotate_key", "*", report.complete,
                           f"{report.rotated} rows re-encrypted to key id {report.key_id}")
         return report
@@ -492,22 +806,10 @@ class AuthService:
                                   owner: str, backoff_base: float, backoff_cap: float) -> list[tuple[str, int]]:
         """``(user, version)`` pairs due for a background refresh: expiring within ``window``,
         or not refreshed for ``keepalive`` seconds, and not backing off after a failure. The
-        database claims them for ``lease`` seconds so other replicas skip them; other stores
-        are judged from a listing that decrypts nothing."""
-        claim = getattr(self.store.primary, "claim_due", None)
-        if claim is not None:
-            return await claim(limit=limit, window=window, keepalive=keepalive, lease=lease, owner=owner,
-                               backoff_base=backoff_base, backoff_cap=backoff_cap)
-        now, due = time.time(), []
-        for r in await self.store.list():
-            if r.source == "env" or r.needs_login or not r.refresh_token:
-                continue
-            if r.refresh_failures and r.last_refresh_error_at and now < r.last_refresh_error_at + min(
-                    backoff_cap, backoff_base * 2 ** min(r.refresh_failures - 1, 30)):
-                continue
-            if r.expires_at <= now + window or (r.last_refresh_at or r.created_at) <= now - keepalive:
-                due.append((r.expires_at, r.user_id, r.version))
-        return [(uid, version) for _, uid, version in sorted(due)[:limit]]
+        database claims them for ``lease`` seconds so other replicas skip them. The rule is
+        ``store/refresh_rule.py``; the primary tier applies it."""
+        return await self.store.claim_due(limit=limit, window=window, keepalive=keepalive, lease=lease,
+                                          owner=owner, backoff_base=backoff_base, backoff_cap=backoff_cap)
 
     async def refresh_claimed(self, user_id: str, version: int) -> TokenRecord:
         """Refresh a user claimed at ``version``, unless the stored tokens changed since (another
@@ -522,55 +824,12 @@ class AuthService:
             raise NotLoggedIn(f"user {user_id!r} is not logged in", hint=login_hint(user_id))
         return await self._refresh_single_flight(user_id, seen, force=True)
 
-    # -- backup, restore, import, export (the work is in console/backup.py) -------------
-
-    async def backup(self, path, passphrase: str | None, *, users: list[str] | None = None,
-                     fmt: str = "portable", force: bool = False, kdf: dict | None = None, progress=None):
-        """Every user's tokens (or ``users``) to one passphrase-encrypted file, 0600, atomically;
-        ``fmt="sql"``: the PostgreSQL table as a ``psql -f`` script, tokens under the store's key."""
-        from . import backup as backup_mod
-
-        return await backup_mod.backup(self, path, passphrase, users=users, fmt=fmt, force=force, kdf=kdf,
-                                       progress=progress)
-
-    async def open_backup(self, path, passphrase: str, *, allow_weak_kdf: bool = False, progress=None):
-        """Read and decrypt a backup (nothing is written); ``allow_weak_kdf`` is for tests only."""
-        from . import backup as backup_mod
-
-        return await backup_mod.open_backup(path, passphrase, allow_weak_kdf=allow_weak_kdf, progress=progress)
-
-    async def plan_restore(self, contents, *, users: list[str] | None = None, overwrite: str = "newer"):
-        """What restoring ``contents`` would change, user by user (nothing is written)."""
-        from . import backup as backup_mod
-
-        return await backup_mod.plan_restore(self, contents, users=users, overwrite=overwrite)
-
-    async def apply_restore(self, plan, *, batch_size: int | None = None, progress=None):
-        """Write a restore plan in batches; a user changed since the plan was made is kept."""
-        from . import backup as backup_mod
-
-        return await backup_mod.apply_restore(self, plan, batch_size=batch_size, progress=progress)
-
-    async def import_tokens(self, source: str, path: str | None = None, user_id: str | None = None, *,
-                            force: bool = False):
-        """Store tokens from Claude Code (``claude-code``), the environment (``env``) or a seed
-        token file (``file``) for one user."""
-        from . import backup as backup_mod
-
-        return await backup_mod.import_tokens(self, source, path, user_id, force=force)
-
-    async def export_tokens(self, path, user_id: str | None = None, *, force: bool = False) -> TokenRecord:
-        """One user's tokens in the seed's single-user file format, 0600, atomically."""
-        from . import backup as backup_mod
-
-        return await backup_mod.export_tokens(self, path, user_id, force=force)
-
     def status_report(self, record: TokenRecord | None, user_id: str) -> dict[str, Any]:
         """The seed's status fields plus ours; never a token."""
         if record is None:
             return {"user_id": user_id, "authenticated": False, "usable": False, "status": "not_logged_in",
                     "expires_in": 0, "needs_refresh": False, "source": None, "account_email": None}
-        now = time.time()
+        now = self.clock.now()
         status = self.status_of(record, now)
         return {
             "user_id": record.user_id,
@@ -587,6 +846,7 @@ class AuthService:
             "last_used": record.last_used,
             "refresh_count": record.refresh_count,
             "last_refresh_error": record.last_refresh_error,
+            "held_locally": record.user_id in self.held_users(),
         }
 
     # -- using the token ---------------------------------------------------------------

@@ -101,6 +101,72 @@ class TokenRecord:
         return data
 
 
+# -- values from outside (files, imports, restores, the environment) ---------------------------
+
+TOKEN_MAX = 16 * 1024                  # a Claude token is ~100 characters; an encrypted one ~300
+TEXT_MAX = 1024                        # emails, uuids, names, errors
+SCOPES_MAX = 100
+EARLIEST = 946684800.0                 # 2000-01-01 UTC
+LATEST = 4102444800.0                  # 2100-01-01 UTC
+_TEXT_FIELDS = ("account_email", "account_uuid", "organization_uuid", "organization_name",
+                "subscription_type", "source", "last_refresh_error")
+_TIME_FIELDS = ("created_at", "updated_at", "last_used", "last_refresh_at", "last_refresh_error_at")
+_COUNT_FIELDS = ("refresh_count", "refresh_failures", "version")
+
+
+class BadValue(ValueError):
+    """A stored or imported value out of type or range; ``str`` names the field."""
+
+
+def _check_time(name: str, value: Any, required: bool) -> None:
+    if value is None and not required:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadValue(f"{name} is not a number of seconds since the epoch")
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise BadValue(f"{name} is not a finite number")
+    if number == 0 and not required:
+        return
+    if not EARLIEST <= number <= LATEST:
+        raise BadValue(f"{name} {number:g} is not a time between the years 2000 and 2100")
+
+
+def check_values(data: dict[str, Any]) -> None:
+    """Types and ranges of one record's fields, before anything is stored or shown.
+    Raises ``BadValue`` naming the first field that is wrong."""
+    access = data.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise BadValue("access_token is missing or not text")
+    if len(access) > TOKEN_MAX:
+        raise BadValue(f"access_token is longer than {TOKEN_MAX} characters")
+    refresh = data.get("refresh_token")
+    if refresh is not None and (not isinstance(refresh, str) or len(refresh) > TOKEN_MAX):
+        raise BadValue(f"refresh_token is not text of at most {TOKEN_MAX} characters")
+    for name, value in ((k, data.get(k)) for k in ("access_token", "refresh_token")):
+        if isinstance(value, str) and not (value.isascii() and value.isprintable()):
+            raise BadValue(f"{name} holds characters a token never has")
+    _check_time("expires_at", data.get("expires_at", 0.0), required=False)
+    for name in _TIME_FIELDS:
+        _check_time(name, data.get(name), required=False)
+    scopes = data.get("scopes")
+    if scopes is not None:
+        if not isinstance(scopes, list) or not all(isinstance(s, str) and len(s) <= 256 for s in scopes):
+            raise BadValue("scopes is not a list of strings")
+        if len(scopes) > SCOPES_MAX:
+            raise BadValue(f"scopes has more than {SCOPES_MAX} entries")
+    for name in _TEXT_FIELDS:
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > TEXT_MAX):
+            raise BadValue(f"{name} is not text of at most {TEXT_MAX} characters")
+    for name in _COUNT_FIELDS:
+        value = data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise BadValue(f"{name} is not a whole number of 0 or more")
+    if not isinstance(data.get("needs_login", False), bool):
+        raise BadValue("needs_login is not true or false")
+
+
 def token_status(record: TokenRecord, now: float | None = None,
                  buffer: float = DEFAULT_REFRESH_BUFFER) -> Status:
     """The single place that decides a token's status."""
@@ -128,10 +194,14 @@ def mask(token: str | None) -> str:
 
 
 def parse_expires_at(value: Any) -> float:
-    """Accept seconds or milliseconds since the epoch (both appear in the wild)."""
+    """Accept seconds or milliseconds since the epoch (both appear in the wild); a value that
+    is not a finite time between 2000 and 2100 (or 0: unknown) raises ``ValueError``."""
+    if isinstance(value, bool):
+        raise BadValue("expiresAt is not a number")
     number = float(value)
     if number > 1e11:  # later than the year 5138 in seconds: it is milliseconds
         number /= 1000.0
+    _check_time("expiresAt", number, required=False)
     return number
 
 
@@ -140,6 +210,18 @@ def format_time(ts: float | None) -> str:
     if not ts:
         return "never"
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def format_span(seconds: float) -> str:
+    """``10 minutes``, ``1 minute``, ``45 seconds``: a setting's length, in words, for sentences."""
+    s = int(round(seconds))
+    if s >= 60 and s % 60 == 0:
+        n, unit = s // 60, "minute"
+    elif s >= 60:
+        return f"{s // 60} minute{'s' if s // 60 != 1 else ''} {s % 60} second{'s' if s % 60 != 1 else ''}"
+    else:
+        n, unit = s, "second"
+    return f"{n} {unit}{'s' if n != 1 else ''}"
 
 
 def format_duration(seconds: float) -> str:

@@ -6,14 +6,16 @@ with CI=true it fails them, so a green CI run always means the servers were exer
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import uuid
 
 import pytest
 
 from console.config import load_settings
 from console.emulator import EmulatorServer
-from console.sandbox import sandbox_env
+from console.cli.sandbox import sandbox_env
 from console.service import AuthService
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -77,6 +79,29 @@ def console_env(tmp_path, emulator, monkeypatch) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+class ManualClock:
+    """The service's clock for tests (``AuthService(clock=...)``): it starts at the real time
+    and moves only when told, so a test ages pending logins and caches without sleeping."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = time.time(), time.monotonic()
+
+    def now(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
@@ -156,3 +181,86 @@ async def redis_url():
         async for key in client.scan_iter(match=f"{prefix}*"):
             await client.delete(key)
         await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def _private_pg_cluster():
+    from faultkit import PrivatePostgres
+
+    cluster = PrivatePostgres()
+    why = cluster.available
+    if why:
+        cluster.destroy()
+        require_server("a private PostgreSQL", why)
+    try:
+        cluster.init()
+    except Exception as exc:  # noqa: BLE001 - reported as a skip (or a CI failure) with the reason
+        cluster.destroy()
+        require_server("a private PostgreSQL", str(exc))
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def private_pg(_private_pg_cluster):
+    """A PostgreSQL cluster of this test session's own (initdb in a temp folder, own port), that
+    a test may stop and start; it is running again after each test."""
+    cluster = _private_pg_cluster
+    if not cluster.running:
+        cluster.start()
+    yield cluster
+    if not cluster.running:
+        cluster.start()
+
+
+@pytest.fixture
+async def private_pg_env(console_env, private_pg, monkeypatch) -> dict[str, str]:
+    """``console_env`` on a throwaway database in the private cluster, with an encryption key."""
+    import asyncpg
+
+    from console.crypto import generate_key
+
+    admin = await asyncpg.connect(private_pg.dsn, timeout=10)
+    name = f"cc_private_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = private_pg.dsn.rsplit("/", 1)[0] + f"/{name}"
+    env = {**console_env, "DATABASE_URL": dsn, "CLAUDE_TOKEN_ENCRYPTION_KEY": generate_key()}
+    for key in ("DATABASE_URL", "CLAUDE_TOKEN_ENCRYPTION_KEY"):
+        monkeypatch.setenv(key, env[key])
+    yield env
+    if not private_pg.running:
+        private_pg.start()
+    with contextlib.suppress(Exception):
+        admin = await asyncpg.connect(private_pg.dsn, timeout=30)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of this test's own, on its own port; SIGSTOP/SIGCONT it by pid."""
+    import shutil
+
+    from faultkit import PrivateRedis
+
+    if not shutil.which("redis-server"):
+        require_server("a private Redis", "redis-server is not installed")
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tiny_disk():
+    """A 4 MiB tmpfs (root only; skipped elsewhere) that a test may fill up."""
+    from faultkit import TinyDisk
+
+    disk = TinyDisk()
+    why = disk.mount()
+    if why:
+        disk.unmount()
+        pytest.skip(why)
+    yield disk
+    disk.unmount()

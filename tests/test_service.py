@@ -186,15 +186,29 @@ async def test_unknown_state_refused(service, login):
         await service.complete_login("somecode#not-a-state")
 
 
-async def test_expired_state_refused(service, emulator, settings):
-    svc = AuthService(settings.replace(pending_ttl=0.2))
+async def test_expired_state_refused(service, emulator, settings, clock):
+    svc = AuthService(settings.replace(pending_ttl=0.2), clock=clock)
     start = await svc.start_login("alice")
     approved = emulator.approve(start.authorization_url)
-    await asyncio.sleep(0.3)
+    clock.advance(0.3)
     with pytest.raises(LoginError, match="expired"):
         await svc.complete_login(approved["pasted"])
     assert emulator.stats()["exchange_requests"] == 0
     await svc.aclose()
+
+
+async def test_memory_cache_lasts_its_ttl_on_the_service_clock(settings, login, clock):
+    svc = AuthService(settings.replace(memory_cache_ttl=30.0), clock=clock)
+    try:
+        await login(svc, "alice")
+        first = await svc.cached_record("alice")
+        clock.advance(29)
+        assert await svc.cached_record("alice") is first       # still fresh: served from memory
+        clock.advance(2)
+        again = await svc.cached_record("alice")
+        assert again is not first and again.version == first.version   # read from the store again
+    finally:
+        await svc.aclose()
 
 
 async def test_code_pasted_twice_refused_without_touching_tokens(service, emulator):

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from ..config import Settings
 from ..errors import (ConsoleError, CryptoError, NeedsLogin, NotLoggedIn, OAuthError, StaleWrite,
                       StorageError, TierUnavailable)
+from .. import oauth
 from . import schemas
 from .auth import MasterKeyMiddleware, key_matches, presented_key, required_master_key
 from .metrics import CONTENT_TYPE, ApiMetrics
@@ -155,8 +156,8 @@ class _Api:
     async def exchange(self, request: Request) -> Response:
         body = await schemas.read_json(request, schemas.EXCHANGE_BODY, self.max_body)
         code, state = body["code"], body.get("state")
-        _, sep, carried = code.partition("#")
-        if sep and carried and state and carried != state and not code.startswith(("http://", "https://")):
+        carried = None if code.startswith(("http://", "https://")) else oauth.parse_pasted(code)[1]
+        if carried and state and carried != state:
             raise RequestRejected(422, "state: does not match the state carried in code (CODE#STATE)")
         record = await self.service.complete_login(code, body.get("user_id"), state=state)
         return JSONResponse({"success": True, "expires_in": int(record.expires_at - time.time()),
@@ -196,8 +197,8 @@ class _Api:
             return JSONResponse({"status": "alive"})
         tiers = await self._tier_health()
         primary = self.service.store.primary.name
-        primary_up = any(t.name == primary and t.state == "up" for t in tiers)
-        any_down = any(t.state == "down" for t in tiers)
+        primary_up = self.service.primary_up(tiers)
+        any_down = any(t.state in ("down", "held") for t in tiers)
         trusted = self.master_key is None or key_matches(presented_key(request.scope["headers"]),
                                                          self.master_key)
         shown = [t.to_dict() if trusted else {"name": t.name, "state": t.state} for t in tiers]

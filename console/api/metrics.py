@@ -39,6 +39,9 @@ class ApiMetrics:
                              ["tier"], registry=r)
         self.tier_primary = Gauge("claude_console_tier_primary", "1 for the tier writes go to",
                                   ["tier"], registry=r)
+        self.held_locally = Gauge("claude_console_tokens_held_locally",
+                                  "Users whose rotated token is held locally (rescue journal, memory), "
+                                  "not yet stored", registry=r)
         for result in ("ok", "failed"):  # present from the first scrape, at 0
             self.refreshes.labels(result)
             self.logins.labels(result)
@@ -67,6 +70,7 @@ class ApiMetrics:
                 counts[service.status_of(record).value] += 1
             for status, n in counts.items():
                 self.users.labels(status).set(n)
+        self.held_locally.set(len(service.held_users()))
         primary = service.store.primary.name
         for tier in health:
             if tier.state == "not configured":

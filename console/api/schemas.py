@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..users import USER_ID_MAX, USER_ID_PATTERN, user_id_problem
+
 MAX_BODY_BYTES = 16 * 1024
-USER_ID_MAX = 256                       # the seed's user_id VARCHAR(256)
-_NO_CONTROL = re.compile(r"^[^\x00-\x1f\x7f]+$")
-USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # the same rule, as the OpenAPI document states it
+_NO_CONTROL = re.compile(USER_ID_PATTERN)  # the engine's user-id rule, for every text field
 
 
 class RequestRejected(Exception):
@@ -35,6 +35,7 @@ class Field:
     max_len: int = USER_ID_MAX
     min_len: int = 1
     no_control: bool = True
+    user_id: bool = False  # checked by the engine's one user-id rule (console.users)
 
     def check(self, name: str, value: Any) -> Any:
         if self.kind is bool:
@@ -43,6 +44,15 @@ class Field:
             return value
         if not isinstance(value, str):
             raise RequestRejected(422, f"{name}: expected a string, got {_kind(value)}")
+        if self.user_id:
+            problem = user_id_problem(value)
+            if problem is not None:
+                raise RequestRejected(422, f"{name} {problem}")
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (\ud800) parses as JSON but is not text
+            raise RequestRejected(400, f"{name}: not valid UTF-8 text") from None
         if len(value) < self.min_len:
             raise RequestRejected(422, f"{name}: must not be empty")
         if len(value) > self.max_len:
@@ -52,7 +62,7 @@ class Field:
         return value
 
 
-USER_ID = Field(str)
+USER_ID = Field(str, user_id=True)
 
 # Fields of each request, by operation. Query fields are strings only.
 START_QUERY = {"user_id": USER_ID}
@@ -129,6 +139,11 @@ async def read_json(request, fields: dict[str, Field], limit: int = MAX_BODY_BYT
                                    f"column {exc.colno}") from None
     except (ValueError, RecursionError):
         raise RequestRejected(400, "the body is not valid JSON (or is nested too deeply)") from None
+    try:  # "\ud800" is valid JSON but not text: refuse it here, not with a 500 later
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestRejected(400, "the body is not valid JSON text: it holds a lone surrogate "
+                                   "(a \\uD800-\\uDFFF escape without its pair)") from None
     if not isinstance(data, dict):
         raise RequestRejected(422, f"the body must be a JSON object, got {_kind(data)}")
     return check_fields(data, fields, "body")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import socket
 import sys
 from typing import Any
@@ -72,13 +73,23 @@ def serve(settings, *, host: str = "127.0.0.1", port: int = 4000, insecure_no_au
           f"storage: {_tiers(settings)})", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, workers=1, lifespan="on", access_log=access_log, log_level=log_level,
                             server_header=False, date_header=False, timeout_graceful_shutdown=5,
-                            backlog=2048)
+                            backlog=2048, **proxy_options())
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
     return 0 if server.started else 1
+
+
+def proxy_options(env=None) -> dict[str, Any]:
+    """Trust X-Forwarded-For only from the proxies named in FORWARDED_ALLOW_IPS. Without it the
+    client is the peer address, so a header cannot pick a fresh login-start rate-limit bucket."""
+    env = os.environ if env is None else env
+    trusted = env.get("FORWARDED_ALLOW_IPS", "").strip()
+    if not trusted:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted}
 
 
 def _tiers(settings) -> str:

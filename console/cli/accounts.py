@@ -4,6 +4,7 @@ token, users, audit."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from ..errors import ConsoleError, UsageError
 from ..tokens import format_time
+from ..users import fix_command, shown
 from .output import emit_json, err, isatty, out, run
 
 
@@ -21,8 +23,10 @@ def cmd_login(args) -> int:
             emit_json({"authorization_url": start.authorization_url, "state": start.state,
                        "expires_at": start.expires_at, "user_id": start.user_id})
             return 0
-        minutes = int(service.settings.pending_ttl // 60)
-        out(f"Log in user '{start.user_id}': open this URL in a browser (valid {minutes} minutes):")
+        from ..tokens import format_span
+
+        valid = format_span(service.settings.pending_ttl)
+        out(f"Log in user '{shown(start.user_id)}': open this URL in a browser (valid {valid}):")
         out()
         out(start.authorization_url)
         out()
@@ -42,7 +46,7 @@ def cmd_login(args) -> int:
                 _print_logged_in(service, record)
                 return 0
         out("Then finish with:")
-        out(f"  claude-console callback 'CODE#STATE' --user {start.user_id}")
+        out(f"  {fix_command('callback', start.user_id, shlex.quote('CODE#STATE'))}")
         return 0
 
     return run(args, body)
@@ -60,7 +64,7 @@ def _maybe_qr(url: str, requested: str = "auto") -> None:
     cols, rows = need[style]
     if fits[style]:
         for line in terminal_qr(url, color="NO_COLOR" not in os.environ, style=style):
-            out(line)
+            out(line, raw=True)
         out()
     else:
         out(f"(A QR code of this URL needs a {cols}x{rows + 8} terminal; this one is "
@@ -84,13 +88,28 @@ def _print_logged_in(service, record) -> None:
     from ..tokens import format_duration
 
     who = record.account_email or "unknown account"
-    out(f"Logged in user '{record.user_id}' as {who}; the token expires in {format_duration(left)} "
+    out(f"Logged in user '{shown(record.user_id)}' as {who}; the token expires in {format_duration(left)} "
         f"({format_time(record.expires_at)}).")
 
 
+def _pasted_code(given: str | None) -> str:
+    """The code from the argument, standard input (``-``) or the terminal's prompt (not echoed)."""
+    if given == "-":
+        return sys.stdin.readline(8193).strip()
+    if given is not None:
+        return given
+    if not isatty(sys.stdin):
+        raise UsageError("no code was given", hint="pass CODE#STATE, or - to read it from standard input")
+    import getpass
+
+    return getpass.getpass("Paste the code (CODE#STATE, the callback URL or the bare code; not shown): ")
+
+
 def cmd_callback(args) -> int:
+    code = _pasted_code(args.code)
+
     async def body(service) -> int:
-        record = await service.complete_login(args.code, args.user_explicit)
+        record = await service.complete_login(code, args.user_explicit)
         if args.json:
             emit_json(service.status_report(record, record.user_id))
         else:
@@ -103,9 +122,9 @@ def cmd_callback(args) -> int:
 def _status_lines(report: dict[str, Any]) -> list[str]:
     from ..tokens import format_duration
 
-    uid = report["user_id"]
+    uid, raw_uid = shown(report["user_id"]), report["user_id"]
     if report["status"] == "not_logged_in":
-        return [f"{uid}: not logged in. Run: claude-console login --user {uid}"]
+        return [f"{uid}: not logged in. Run: {fix_command('login', raw_uid)}"]
     left = report["expires_in"]
     status = report["status"]
     when = f"expires in {format_duration(left)}" if left > 0 else f"expired {format_duration(-left)} ago"
@@ -115,13 +134,16 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
              f"  source   {report['source']}",
              f"  refreshes {report['refresh_count']}, last used {format_time(report['last_used'])}"]
     if status == "needs_login":
-        lines.append(f"  the refresh token was rejected. Run: claude-console login --user {uid}")
+        lines.append(f"  the refresh token was rejected. Run: {fix_command('login', raw_uid)}")
     elif status == "expired":
-        lines.append(f"  no refresh token. Run: claude-console login --user {uid}")
+        lines.append(f"  no refresh token. Run: {fix_command('login', raw_uid)}")
     elif status in ("expiring", "expired_refreshable"):
-        lines.append(f"  will refresh on next use, or now with: claude-console refresh --user {uid}")
+        lines.append(f"  will refresh on next use, or now with: {fix_command('refresh', raw_uid)}")
     if report.get("last_refresh_error"):
         lines.append(f"  last refresh error: {report['last_refresh_error']}")
+    if report.get("held_locally"):
+        lines.append(f"  user {uid}'s new token is held locally, not yet stored: it is written when the "
+                     "store takes it (claude-console health shows the store)")
     return lines
 
 
@@ -137,20 +159,17 @@ def cmd_status(args) -> int:
             else:
                 for report in reports:
                     out("\n".join(_status_lines(report)))
-            return 0 if reports and all(r["usable"] for r in reports) else 1
+            return 0 if reports and all(r["usable"] and not r.get("held_locally") for r in reports) else 1
         uid = service.user(args.user)
+        # A primary tier that cannot be asked raises here; a None from it (the cache down or
+        # not) means the user is not logged in.
         record = await service.get_record(uid)
-        if record is None and service.store.warnings:
-            from ..errors import TierUnavailable
-
-            raise TierUnavailable(f"cannot tell whether user {uid!r} is logged in: storage is unreachable",
-                                  hint="see the warnings above; claude-console health shows each tier")
         report = service.status_report(record, uid)
         if args.json:
             emit_json(report)
         else:
             out("\n".join(_status_lines(report)))
-        return 0 if report.get("usable") else 1
+        return 0 if report.get("usable") and not report.get("held_locally") else 1
 
     return run(args, body)
 
@@ -171,9 +190,9 @@ def cmd_refresh(args) -> int:
                 if not args.all:
                     raise  # main() prints it once, with its exit code
                 failed += 1
-                err(f"{uid}: refresh failed: {exc}")
+                err(f"{shown(uid)}: refresh failed: {exc}")
                 continue
-            out(f"{uid}: refreshed; expires in {format_duration(record.expires_at - time.time())}")
+            out(f"{shown(uid)}: refreshed; expires in {format_duration(record.expires_at - time.time())}")
         return 1 if failed else 0
 
     return run(args, body)
@@ -186,8 +205,8 @@ def cmd_logout(args) -> int:
         if not users:
             out("No stored users to log out.")
             return 0
-        what = f"{len(users)} users ({', '.join(sorted(users)[:5])}{', …' if len(users) > 5 else ''})" \
-            if args.all else f"user '{users[0]}'"
+        what = f"{len(users)} users ({', '.join(shown(u) for u in sorted(users)[:5])}" \
+            f"{', …' if len(users) > 5 else ''})" if args.all else f"user '{shown(users[0])}'"
         if not args.yes:
             if not isatty(sys.stdin):
                 raise UsageError(f"refusing to log out {what} without confirmation", hint="pass --yes")
@@ -198,9 +217,9 @@ def cmd_logout(args) -> int:
         code = 0
         for uid in sorted(users):
             if await service.logout(uid):
-                out(f"{uid}: logged out")
+                out(f"{shown(uid)}: logged out")
             else:
-                out(f"{uid}: was not logged in")
+                out(f"{shown(uid)}: was not logged in")
                 code = 1 if not args.all else code
         return code
 
@@ -231,7 +250,7 @@ def cmd_users(args) -> int:
             return 0
         out(f"{'USER':<20} {'STATUS':<20} {'EXPIRES IN':>11}  {'REFRESHES':>9}  {'SOURCE':<8} ACCOUNT")
         for r in reports:
-            out(f"{r['user_id'][:20]:<20} {r['status']:<20} {format_duration(r['expires_in']):>11}  "
+            out(f"{shown(r['user_id'], 20):<20} {r['status']:<20} {format_duration(r['expires_in']):>11}  "
                 f"{r['refresh_count']:>9}  {r['source']:<8} {r['account_email'] or ''}")
         return 0
 
@@ -240,13 +259,13 @@ def cmd_users(args) -> int:
 
 def cmd_audit(args) -> int:
     async def body(service) -> int:
-        events = await service.audit_trail(args.user, args.limit)
+        events = await service.audit_trail(args.user, args.limit) if args.limit else []
         if args.json:
             emit_json([e.to_dict() for e in events])
             return 0
         for e in events:
             mark = "ok" if e.ok else "FAILED"
-            out(f"{format_time(e.ts)}  {e.user_id:<16} {e.action:<15} {mark:<6} {e.actor}  {e.detail}")
+            out(f"{format_time(e.ts)}  {shown(e.user_id, 16):<16} {e.action:<15} {mark:<6} {e.actor}  {e.detail}")
         return 0
 
     return run(args, body)

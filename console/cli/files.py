@@ -19,7 +19,7 @@ def _passphrase(args, *, confirm: bool) -> str:
     import getpass
     import re
 
-    from ..backup import MIN_PASSPHRASE
+    from ..transfer import MIN_PASSPHRASE
 
     name = getattr(args, "passphrase_env", None)
     if name:
@@ -67,14 +67,14 @@ def _progress_printer():
 
 
 def cmd_backup(args) -> int:
-    from ..backup import KDFS, check_target, size_text, users_text
+    from ..transfer import KDFS, backup, check_target, size_text, users_text
 
     check_target(args.file, args.force)  # before asking for a passphrase
     passphrase = None if args.format == "sql" else _passphrase(args, confirm=True)
 
     async def body(service) -> int:
-        summary = await service.backup(args.file, passphrase, users=args.users, fmt=args.format,
-                                       force=args.force, kdf=KDFS[args.kdf], progress=_progress_printer())
+        summary = await backup(service, args.file, passphrase, users=args.users, fmt=args.format,
+                               force=args.force, kdf=KDFS[args.kdf], progress=_progress_printer())
         for uid in summary.missing:
             err(f"warning: user {uid!r} is not stored, so the backup does not hold it")
         if args.json:
@@ -98,7 +98,7 @@ PLAN_ROWS = 50
 
 
 def _print_plan(plan) -> None:
-    from ..backup import users_text
+    from ..transfer import users_text
 
     counts = plan.counts()
     made = f"made {format_time(plan.backup_created_at)}, " if plan.backup_created_at else ""
@@ -126,15 +126,15 @@ def _print_plan(plan) -> None:
 
 
 def cmd_restore(args) -> int:
-    from ..backup import check_source, users_text
+    from ..transfer import apply_restore, check_source, open_backup, plan_restore, users_text
 
     check_source(args.file)  # before asking for a passphrase
     passphrase = _passphrase(args, confirm=False)
 
     async def body(service) -> int:
         progress = _progress_printer()
-        contents = await service.open_backup(args.file, passphrase, progress=progress)
-        plan = await service.plan_restore(contents, users=args.users, overwrite=args.overwrite)
+        contents = await open_backup(args.file, passphrase, progress=progress)
+        plan = await plan_restore(service, contents, users=args.users, overwrite=args.overwrite)
         for uid in plan.missing:
             err(f"warning: user {uid!r} is not in the backup")
         if not args.json:
@@ -154,7 +154,7 @@ def cmd_restore(args) -> int:
             if answer not in ("y", "yes"):
                 out("Nothing was changed.")
                 return 1
-        result = await service.apply_restore(plan, progress=progress)
+        result = await apply_restore(service, plan, progress=progress)
         if args.json:
             emit_json({"plan": plan.to_dict(), "result": result.to_dict()})
         else:
@@ -172,9 +172,10 @@ def cmd_restore(args) -> int:
 def cmd_import(args) -> int:
     async def body(service) -> int:
         from ..tokens import format_duration
+        from ..transfer import import_tokens
 
-        result = await service.import_tokens(args.source, getattr(args, "path", None), args.user,
-                                             force=args.force)
+        result = await import_tokens(service, args.source, getattr(args, "path", None), args.user,
+                                     force=args.force)
         record = result.record
         if not result.changed:
             out(f"User '{record.user_id}' already has the tokens from {result.origin}; nothing was changed.")
@@ -193,7 +194,9 @@ def cmd_import(args) -> int:
 
 def cmd_export(args) -> int:
     async def body(service) -> int:
-        record = await service.export_tokens(args.file, args.user, force=args.force)
+        from ..transfer import export_tokens
+
+        record = await export_tokens(service, args.file, args.user, force=args.force)
         out(f"Exported user '{record.user_id}' to {args.file} (mode 0600) in the seed's token file format "
             "{accessToken, refreshToken, expiresAt}. It holds the tokens in the clear: keep it private.")
         return 0

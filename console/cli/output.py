@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from typing import Any, Callable
 
+# Terminal controls (C0 but newline and tab, DEL, C1) and invalid UTF-8 never reach a
+# terminal from a verb: whatever a stored id or an error holds, it cannot move the cursor.
+_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
-def out(text: str = "") -> None:
-    print(text, flush=True)
+
+def printable(text: str) -> str:
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def out(text: str = "", *, raw: bool = False) -> None:
+    """One line (or several) to stdout; ``raw`` only for our own escapes (the QR code)."""
+    print(text if raw else printable(text), flush=True)
 
 
 def err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    print(printable(text), file=sys.stderr, flush=True)
 
 
 def emit_json(data: Any) -> None:

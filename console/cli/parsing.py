@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 
+from .. import __version__
 from ..errors import ConsoleError
+from ..users import check_user_id
 from .accounts import (cmd_audit, cmd_callback, cmd_login, cmd_logout, cmd_refresh, cmd_status,
                        cmd_token, cmd_users)
 from .files import RefuseOnCommandLine, cmd_backup, cmd_export, cmd_import, cmd_restore
@@ -24,17 +26,11 @@ def cmd_console(args) -> int:
     # web driver, which `claude-console web` runs the console under, speaks over pipes).
     web = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
     if not (isatty(sys.stdin) and isatty(sys.stdout)) and not web:
-        out("claude-console: the full-screen console needs a terminal; use a verb: " + ", ".join(VERBS)
-            + " (claude-console --help).")
-        return 0
-    try:
-        from ..app import run_app
-    except ImportError as exc:
-        if exc.name not in ("console.app",):
-            raise
-        out("The full-screen console is not built yet; use a verb: " + ", ".join(VERBS)
-            + " (claude-console --help).")
-        return 0
+        err("error: the full-screen console needs a terminal; use a verb: " + ", ".join(VERBS)
+            + " (claude-console --help)")
+        return 2
+    from ..app import run_app
+
     return run_app(config=args.config, verbose=args.verbose, qr_style=args.qr_style)
 
 
@@ -55,6 +51,25 @@ def _redact_unrecognized(message: str) -> str:
         else:
             words.append(word)
     return prefix + " ".join(words)
+
+
+def user_arg(value: str) -> str:
+    """``--user``: the engine's user-id rule, at the boundary (so ``--user ''`` is an error)."""
+    try:
+        return check_user_id(value)
+    except ConsoleError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def count_arg(value: str) -> int:
+    """A whole number of 0 or more (``--limit``)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} is negative; give 0 or more")
+    return number
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="claude-console", parents=[common],
                      description="Claude OAuth tokens: log in, refresh, inspect, log out. "
                                  "With no verb, opens the full-screen console.")
-    parser.add_argument("--version", action="version", version="claude-console 0.1.0")
+    parser.add_argument("--version", action="version", version=f"claude-console {__version__}")
     qr_help = ("how the login QR code is drawn: half blocks, sextants (a third fewer rows; needs a "
                "terminal that draws U+1FB00 block characters) or auto (default: claude_oauth.qr_style)")
     parser.add_argument("--qr-style", choices=("auto", "half", "sextant"), help=qr_help)
@@ -90,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[verb_common], help=help_text, description=help_text)
         if user:
             target = p.add_mutually_exclusive_group() if all_users else p
-            target.add_argument("--user", "-u", metavar="U",
+            target.add_argument("--user", "-u", metavar="U", type=user_arg,
                                 help="user id (default: $CLAUDE_CONSOLE_USER or 'default')")
             if all_users:
                 target.add_argument("--all", "-a", action="store_true", help="every stored user")
@@ -106,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=qr_help)
 
     p = verb("callback", cmd_callback, "finish a login with CODE#STATE, the callback URL or the code")
-    p.add_argument("code", metavar="CODE", help="CODE#STATE, the full callback URL, or the bare code")
+    p.add_argument("code", metavar="CODE", nargs="?",
+                   help="CODE#STATE, the full callback URL, or the bare code; '-' reads it from standard "
+                        "input, and without CODE a terminal asks for it (a code on the command line is "
+                        "visible to other users in ps)")
     p.add_argument("--json", action="store_true")
 
     p = verb("status", cmd_status, "is the token usable? exit 0 yes, 1 no, 2 usage, 3 storage",
@@ -124,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = verb("audit", cmd_audit, "show the audit log (who did what to whose token)")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=count_arg, default=50, metavar="N",
+                   help="at most N events, newest first (default: 50; 0 prints nothing)")
     p.add_argument("--json", action="store_true")
 
     p = verb("health", cmd_health, "the state of every storage tier and the key", user=False)
@@ -166,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--passphrase", nargs="?", action=RefuseOnCommandLine, help=argparse.SUPPRESS)
 
     def users_option(p) -> None:
-        p.add_argument("--user", "-u", dest="users", metavar="U", nargs="+", action="extend",
+        p.add_argument("--user", "-u", dest="users", metavar="U", nargs="+", action="extend", type=user_arg,
                        help="only these users (repeat, or list several)")
 
     p = verb("backup", cmd_backup, "write every user's tokens to one passphrase-encrypted file (0600)",
@@ -201,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def import_source(name: str, help_text: str):
         s = sources.add_parser(name, parents=[verb_common], help=help_text, description=help_text)
-        s.add_argument("--user", "-u", metavar="U",
+        s.add_argument("--user", "-u", metavar="U", type=user_arg,
                        help="store them for this user (default: $CLAUDE_CONSOLE_USER or 'default')")
         s.add_argument("--force", action="store_true",
                        help="replace a stored token even when it expires later than the imported one")
@@ -267,6 +286,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("interrupted; nothing more was changed")
         return 130
+    except BrokenPipeError:  # `claude-console users | head -1`: the reader left; leave quietly
+        _quiet_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,18 +17,25 @@ def _probe_server(url: str, as_json: bool) -> int:
     import urllib.error
     import urllib.request
 
+    from ..config import check_url
+
+    check_url("health --url", url, ("http", "https"))
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
-            code, raw = resp.status, resp.read()
+            code, raw = resp.status, resp.read(1024 * 1024)
     except urllib.error.HTTPError as exc:
-        code, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
+        code, raw = exc.code, exc.read(1024 * 1024)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
         err(f"error: {url} is not answering: {getattr(exc, 'reason', exc)}")
         return 1
     try:
         report = json.loads(raw)
     except ValueError:
-        report = {"status": f"HTTP {code}", "tiers": []}
+        report = None
+    if not isinstance(report, dict) or not isinstance(report.get("tiers", []), list) or "status" not in report:
+        err(f"error: {url} answered HTTP {code}, but not as the health endpoint does; "
+            "use the server's /health URL, e.g. http://127.0.0.1:4000/health")
+        return 1
     if as_json:
         emit_json(report)
     else:
@@ -49,8 +56,8 @@ def cmd_health(args) -> int:
         else:
             for h in health:
                 out(f"{h.name:<9} {h.state:<15} {h.detail}")
-        primary = service.store.primary.name  # only the tier that holds the writes decides
-        return 3 if any(h.state == "down" and h.name == primary for h in health) else 0
+        held = any(h.state == "held" for h in health)  # a rotated token not yet stored
+        return 0 if service.primary_up(health) and not held else 3  # the write tier decides, and held tokens
 
     return run(args, body)
 
@@ -135,7 +142,7 @@ def cmd_refresher(args) -> int:
 
 
 def cmd_sandbox(args) -> int:
-    from ..sandbox import run_sandbox
+    from .sandbox import run_sandbox
 
     if getattr(args, "qr_style", None):  # the console and the shell it opens both read it
         os.environ["CLAUDE_CONSOLE_QR_STYLE"] = args.qr_style

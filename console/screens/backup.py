@@ -1,7 +1,7 @@
 """Backup: every user's tokens to one passphrase-encrypted file, from the console.
 
-The work is ``app.service.backup``, the same engine the CLI uses, run in a worker that talks
-to the screen only through messages. The passphrase sits in masked fields (asked twice) and
+The work is ``console.transfer.backup`` with ``app.service``, the same engine the CLI uses,
+run in a worker that talks to the screen only through messages. The passphrase sits in masked fields (asked twice) and
 is dropped from them once the file is written.
 """
 
@@ -19,9 +19,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, Static
 
-from ..backup import MIN_PASSPHRASE, size_text, users_text
-from .confirm import ConfirmScreen
-from .file_work import StageProgress, WorkFailed, failure_reason
+from ..transfer import MIN_PASSPHRASE, backup, size_text, users_text
+from ..ui.messages import StageProgress, WorkFailed
+from ..ui.messages import reason as failure_reason
+from ..ui.styles import styles_path
+from .modals.confirm import ConfirmScreen
 
 
 def default_backup_path(now: float | None = None) -> str:
@@ -32,6 +34,7 @@ def default_backup_path(now: float | None = None) -> str:
 class BackupScreen(Screen[None]):
     """Choose a file, type a passphrase twice, watch it being written, see the result."""
 
+    CSS_PATH = styles_path("backup.tcss")
     HELP_TITLE = "backup screen"
     AUTO_FOCUS = "#backup-passphrase"   # the file has a good default; the passphrase never does
     BINDINGS = [
@@ -142,8 +145,8 @@ class BackupScreen(Screen[None]):
             self.post_message(self.Progress(stage, done, total))
 
         try:
-            summary = await self.app.service.backup(path, passphrase, force=force, kdf=self.kdf,
-                                                    progress=progress)
+            summary = await backup(self.app.service, path, passphrase, force=force, kdf=self.kdf,
+                                   progress=progress)
         except Exception as exc:  # every failure is one line
             self.post_message(self.Failed(failure_reason(exc)))
         else:

@@ -19,19 +19,14 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, ProgressBar
 from textual.worker import Worker
 
-from ..errors import ConsoleError
 from ..tokens import TokenRecord, format_duration
+from ..ui.hints import BOARD, with_keys
+from ..ui.host import console_app
+from ..ui.messages import reason
+from ..ui.styles import styles_path
 from ..widgets.board_view import COLUMNS, BoardView
 from ..widgets.health_bar import HealthBar
-from .confirm import ConfirmScreen
-from .key_hints import BOARD, with_keys
-
-
-def reason(exc: BaseException) -> str:
-    """The one line an operator sees for a failure; never a traceback."""
-    if isinstance(exc, ConsoleError):
-        return str(exc)
-    return f"unexpected error ({type(exc).__name__}): {exc}"
+from .modals.confirm import ConfirmScreen
 
 
 class PolledPage(Message):
@@ -85,6 +80,7 @@ _SORT_BINDINGS = [Binding(str(i), f"sort('{c.key}')", f"Sort: {c.title.lower()}"
 
 
 class BoardScreen(Screen[None]):
+    CSS_PATH = styles_path("board.tcss")   # the app reads it before the first paint too
     HELP_TITLE = "board"
     HELP_STATUSES = True
     AUTO_FOCUS = "BoardView"
@@ -121,7 +117,7 @@ class BoardScreen(Screen[None]):
     # -- layout ------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        app = self.app
+        app = console_app(self)
         yield Header()
         yield HealthBar(id="health")
         yield BoardView(id="board", clock=app.clock,
@@ -134,9 +130,10 @@ class BoardScreen(Screen[None]):
         return self.query_one(BoardView)
 
     def on_mount(self) -> None:
-        preloaded = getattr(self.app, "preloaded", None)
+        app = console_app(self)
+        preloaded = app.preloaded
         if preloaded is not None:   # the first page, read before the app started
-            self.app.preloaded = None
+            app.preloaded = None
             self.board.set_records(preloaded, complete=False)
         else:
             self.board.loading = True
@@ -289,7 +286,7 @@ class BoardScreen(Screen[None]):
         self.board.toggle_mark()
 
     def action_columns(self) -> None:
-        from .columns import ColumnsScreen
+        from .modals.columns import ColumnsScreen
 
         def chosen(hidden: frozenset[str] | None) -> None:
             if hidden is not None:
@@ -324,14 +321,8 @@ class BoardScreen(Screen[None]):
         self.app.push_screen(DetailScreen(uid))
 
     def action_login(self) -> None:
-        try:
-            from .login import LoginScreen
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.login":
-                raise
-            self.notify("The guided login is not installed here; use: claude-console login --user NAME",
-                        severity="warning")
-            return
+        from .login import LoginScreen   # read when first used: a faster start
+
         self.app.push_screen(LoginScreen(user_id=None), self._logged_in)
 
     def _logged_in(self, record: TokenRecord | None) -> None:

@@ -15,13 +15,14 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
-from ..resources import styles_path
 from ..tokens import Status, TokenRecord, format_duration, format_time, mask
+from ..ui.hints import DETAIL, with_keys
+from ..ui.messages import reason
+from ..ui.styles import styles_path
+from ..users import markup_safe, shown
 from ..widgets.board_view import ago
 from ..widgets.status_badge import MEANINGS, StatusBadge
-from .board import reason
-from .confirm import ConfirmScreen
-from .key_hints import DETAIL, with_keys
+from .modals.confirm import ConfirmScreen
 
 
 class Loaded(Message):
@@ -71,7 +72,7 @@ class DetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="detail"):
-            yield Label(f"User {self.user_id}", id="detail-title")
+            yield Label(f"User {markup_safe(self.user_id)}", id="detail-title")
             yield StatusBadge(id="detail-status")
             yield Static("loading…", id="detail-fields")
             yield Label("Test", classes="detail-heading")
@@ -123,7 +124,7 @@ class DetailScreen(Screen[None]):
         record = self.record
         if record is None:
             badge.display = False
-            fields.update(f"User {self.user_id!r} is not logged in: no token is stored. "
+            fields.update(f"User '{markup_safe(self.user_id)}' is not logged in: no token is stored. "
                           "Press l to log in, escape to go back.")
             return
         now = self.app.clock()
@@ -163,7 +164,7 @@ class DetailScreen(Screen[None]):
                                        f"{record.refresh_failures} failure"
                                        f"{'s' if record.refresh_failures != 1 else ''} in a row)"))
         for name, value in rows:
-            table.add_row(name, value)
+            table.add_row(name, Text(shown(value, 4096)))  # stored text: never markup, never controls
         fields.update(table)
 
     def _show_audit(self) -> None:
@@ -180,7 +181,7 @@ class DetailScreen(Screen[None]):
         for event in self.events:
             table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.ts)), event.action,
                           Text("ok") if event.ok else Text("FAILED", style="bold"),
-                          event.actor, durations_in_words(event.detail))
+                          Text(shown(event.actor, 256)), Text(shown(durations_in_words(event.detail), 4096)))
         audit.update(table)
 
     # -- actions -----------------------------------------------------------------------
@@ -255,14 +256,7 @@ class DetailScreen(Screen[None]):
                                          reload=False, close=True))
 
     def action_login(self) -> None:
-        try:
-            from .login import LoginScreen
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.login":
-                raise
-            self.notify(f"The guided login is not installed here; use: claude-console login --user "
-                        f"{self.user_id}", severity="warning")
-            return
+        from .login import LoginScreen   # read when first used: a faster start
 
         def done(record: TokenRecord | None) -> None:
             if record is not None:

@@ -14,10 +14,10 @@ import asyncio
 import logging
 import os
 import sys
-import time
 import webbrowser
 from datetime import datetime, timezone
 
+from rich.markup import escape
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -31,11 +31,13 @@ from textual.widgets.option_list import Option
 
 from ..errors import ConsoleError
 from ..qr import STYLES, choose_style
-from ..resources import styles_path
 from ..tokens import TokenRecord, format_duration
+from ..ui.hints import LOGIN, with_keys
+from ..ui.host import console_app
+from ..ui.styles import styles_path
+from ..users import markup_safe
 from ..widgets.countdown import Countdown
 from ..widgets.qr import QRCode
-from .key_hints import LOGIN, with_keys
 from .qr_fullscreen import QRFullScreen, URLScreen
 
 log = logging.getLogger("console.tui.login")
@@ -118,7 +120,7 @@ class LoginScreen(Screen[TokenRecord | None]):
                     with Horizontal(id="code-head"):
                         yield Static("", id="code-title", classes="title", markup=False)
                         yield Countdown(id="countdown", label="· expires in",
-                                        expired_text="· the login expired")
+                                        expired_text="· the login expired", clock=self._now)
                     yield Static("", id="sandbox-note", classes="hint", markup=False)
                     yield Static("", id="too-small", markup=False)
                     yield Static("1. Scan the QR code or open this URL, and approve:", classes="hint")
@@ -138,7 +140,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         return self.app.service.settings.default_user
 
     def on_mount(self) -> None:
-        sandbox = getattr(self.app, "sandbox_url", None)
+        sandbox = console_app(self).sandbox_url
         note = self.query_one("#sandbox-note", Static)
         note.display = bool(sandbox)
         if sandbox:
@@ -185,13 +187,12 @@ class LoginScreen(Screen[TokenRecord | None]):
 
     def _say(self, where: str, text: str, kind: str = "") -> None:
         message = self.query_one(where, Static)
-        message.update(with_keys(text, LOGIN))
+        message.update(escape(with_keys(text, LOGIN)))  # errors quote user ids and provider text: never markup
         message.set_class(kind == "error", "-error")
         message.set_class(kind == "ok", "-ok")
 
     def _now(self) -> float:
-        clock = getattr(self.app, "clock", None)
-        return clock() if callable(clock) else time.time()
+        return console_app(self).clock()
 
     # -- stage 1: the user -------------------------------------------------------------
 
@@ -204,7 +205,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         now = self._now()
         service = self.app.service
         records.sort(key=lambda r: r.user_id)
-        self._users = [(r.user_id, f"{r.user_id}  {r.account_email or '-'}  "
+        self._users = [(r.user_id, f"{markup_safe(r.user_id)}  {markup_safe(r.account_email or '-')}  "
                                    f"{service.status_of(r, now).value}") for r in records]
         self._show_users(self.query_one("#user-input", Input).value)
 
@@ -278,7 +279,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         self.query_one(QRCode).data = start.authorization_url
         url = start.authorization_url
         self.query_one("#url", Static).update(Text(url, style=Style(link=url)))  # OSC 8
-        self.query_one("#code-title", Static).update(f"Log in user {start.user_id} ")
+        self.query_one("#code-title", Static).update(f"Log in user {markup_safe(start.user_id)} ")
         self.query_one(Countdown).deadline = start.expires_at
         self._say("#code-message", "")
         paste = self.query_one("#paste", Input)
@@ -337,7 +338,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         left = record.expires_at - self._now()
         at = datetime.fromtimestamp(record.expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         self.query_one("#done-text", Static).update(
-            f"✓ Logged in user {record.user_id}\n\n"
+            f"✓ Logged in user {markup_safe(record.user_id)}\n\n"
             f"  account   {record.account_email or '(the provider did not say)'}\n"
             f"  expires   in {format_duration(left)} ({at})\n\n"
             "Press enter to go back.")

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from ..qr import STYLES, choose_style
-from ..resources import styles_path
+from ..ui.styles import styles_path
 from ..widgets.qr import QRCode
 
 

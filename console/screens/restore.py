@@ -3,7 +3,7 @@
 The first step is always the dry run: the file is decrypted and compared with the store,
 user by user, and the differences fill a table. Only then can the restore be confirmed.
 Changing the overwrite mode re-plans from the decrypted backup without asking again. The
-work is ``app.service`` (the engine the CLI uses) in workers that only post messages.
+work is ``console.transfer`` on ``app.service`` (the engine the CLI uses) in workers that only post messages.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
 
-from ..backup import users_text
+from ..transfer import apply_restore, open_backup, plan_restore, users_text
 from ..tokens import format_time
-from .confirm import ConfirmScreen
-from .file_work import StageProgress, WorkFailed, failure_reason
+from ..ui.messages import StageProgress, WorkFailed
+from ..ui.messages import reason as failure_reason
+from ..ui.styles import styles_path
+from .modals.confirm import ConfirmScreen
 
 OVERWRITE_CHOICES = [
     ("newer: replace stored tokens older than the backup's", "newer"),
@@ -44,6 +46,7 @@ def _when_short(ts: float | None) -> str:
 class RestoreScreen(Screen[None]):
     """Path and passphrase, the dry-run diff as a table, a confirmation, the result."""
 
+    CSS_PATH = styles_path("backup.tcss")   # the backup screen's sheet styles both
     HELP_TITLE = "restore screen"
     AUTO_FOCUS = "#restore-path"
     BINDINGS = [
@@ -181,9 +184,9 @@ class RestoreScreen(Screen[None]):
         try:
             contents = self.contents
             if path is not None:
-                contents = await service.open_backup(path, passphrase, allow_weak_kdf=self.allow_weak_kdf,
-                                                     progress=self._progress_poster)
-            plan = await service.plan_restore(contents, overwrite=self.overwrite)
+                contents = await open_backup(path, passphrase, allow_weak_kdf=self.allow_weak_kdf,
+                                             progress=self._progress_poster)
+            plan = await plan_restore(service, contents, overwrite=self.overwrite)
         except Exception as exc:
             self.post_message(self.Failed(failure_reason(exc)))
         else:
@@ -253,7 +256,7 @@ class RestoreScreen(Screen[None]):
     @work(group="restore", exclusive=True, exit_on_error=False)
     async def _apply(self, plan) -> None:
         try:
-            result = await self.app.service.apply_restore(plan, progress=self._progress_poster)
+            result = await apply_restore(self.app.service, plan, progress=self._progress_poster)
         except Exception as exc:
             self.post_message(self.Failed(failure_reason(exc)))
         else:

@@ -6,9 +6,14 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, AsyncIterator
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 
 from ..tokens import TokenRecord
+from .refresh_rule import RefreshRule
+
+if TYPE_CHECKING:
+    from ..crypto import Keyring
 
 UP, DOWN, NOT_CONFIGURED = "up", "down", "not configured"
 
@@ -88,10 +93,29 @@ class Tier:
     ``put`` with ``expected_version`` is a compare-and-swap: it raises ``StaleWrite``
     unless the stored version equals it (0 = "must not exist yet"). Every successful
     put returns the record as stored, with its new version.
+
+    What a tier can do beyond the methods every tier has is declared by the flags below, each
+    with the method(s) it promises; a method whose flag is off raises ``NotImplementedError``.
+    Callers ask the flag, never the tier's name.
     """
 
     name = "tier"
     writable = False
+    keyring: "Keyring | None" = None   # the keys this tier encrypts with (None: it stores nothing)
+    # Users the last listing could not read (user -> why); a tier that can hold one bad entry
+    # among good ones replaces this with its own dict.
+    unreadable: Mapping[str, str] = MappingProxyType({})
+
+    IS_CACHE = False              # a copy of the primary, read first: fill, delete_many, listen
+    IS_FALLBACK = False           # takes the writes while the primary is down (allow_file_fallback)
+    REWRITES_WHOLE = False        # every write rewrites the whole store: one big batch is cheapest
+    CAN_LIST_PAGE = False         # list_page: keyset pages in user id order
+    CAN_PUT_MANY = False          # put_many: bulk writes (restores)
+    CAN_EXPORT_ROWS = False       # export_rows: rows as stored (tokens encrypted), for backups
+    CAN_DUMP_TABLE = False        # dump_table: the table as COPY text (SQL backups)
+    CAN_APPEND_AUDIT_MANY = False  # append_audit_many: many audit events in one write
+    CAN_ROTATE_KEYS = False       # rotate_keys: re-encrypt everything to the first key
+    CAN_MIGRATE = False           # migrate, schema_version: a schema of its own
 
     async def get(self, user_id: str) -> TokenRecord | None:
         raise NotImplementedError
@@ -140,3 +164,55 @@ class Tier:
 
     async def close(self) -> None:
         """Release connections; safe to call twice."""
+
+    # -- background refresh --------------------------------------------------------------
+
+    async def claim_due(self, *, limit: int, window: float, keepalive: float, lease: float, owner: str,
+                        backoff_base: float, backoff_cap: float) -> list[tuple[str, int]]:
+        """``(user, version)`` of up to ``limit`` users due for a refresh (``refresh_rule``),
+        judged from a listing that decrypts nothing. A shared tier also leases them to ``owner``
+        for ``lease`` seconds so other replicas skip them; a single-process one needs no lease."""
+        rule = RefreshRule(window=window, keepalive=keepalive, backoff_base=backoff_base,
+                           backoff_cap=backoff_cap)
+        return rule.pick(await self.list(), time.time(), limit)
+
+    # -- optional capabilities (see the flags above) -------------------------------------
+
+    def _lacks(self, what: str) -> NotImplementedError:
+        return NotImplementedError(f"the {self.name} tier cannot {what}")
+
+    async def list_page(self, after: str | None, limit: int, secrets: bool = False) -> list[TokenRecord]:
+        raise self._lacks("list in pages")
+
+    async def put_many(self, records: list[TokenRecord], expected: dict[str, int] | None = None,
+                       authors: dict[str, tuple[str | None, str | None]] | None = None) -> list[str]:
+        raise self._lacks("take bulk writes")
+
+    async def export_rows(self, users: list[str] | None = None) -> tuple[list[str], list]:
+        raise self._lacks("export its rows as stored")
+
+    async def dump_table(self, users: list[str] | None = None, exclude: tuple[str, ...] = ()
+                         ) -> tuple[list[tuple[str, str]], bytes, int]:
+        raise self._lacks("dump a table")
+
+    async def append_audit_many(self, events: list[AuditEvent]) -> None:
+        raise self._lacks("append many audit events at once")
+
+    async def rotate_keys(self, *, batch: int = 500, progress: Callable[["RotationReport"], None] | None = None,
+                          on_batch: Callable[[list[str]], object] | None = None) -> "RotationReport":
+        raise self._lacks("rotate keys")
+
+    async def migrate(self) -> list[str]:
+        raise self._lacks("migrate a schema")
+
+    async def fill(self, record: TokenRecord) -> None:
+        """(caches) Store a record read from the primary, unless a write cached a newer one."""
+        raise self._lacks("be filled")
+
+    async def delete_many(self, user_ids: list[str]) -> None:
+        """(caches) Drop many users, on every replica."""
+        raise self._lacks("drop many users")
+
+    def listen(self, callback: Callable[[str | None], Any]) -> None:
+        """(caches) Call ``callback(user_id)`` when another process changes a user."""
+        raise self._lacks("report other processes' changes")

@@ -76,7 +76,7 @@ def _where(url: str) -> str:
 class RedisCacheTier(Tier):
     name = "redis"
     writable = False
-    is_cache = True
+    IS_CACHE = True
 
     def __init__(self, url: str, keyring: Keyring | None = None, *, prefix: str = "claude-console:",
                  refresh_buffer: float = 300.0, max_ttl: float = 60.0, timeout: float = 0.5,

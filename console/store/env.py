@@ -6,10 +6,12 @@ import os
 from typing import Mapping
 
 from ..errors import ConfigError
-from ..tokens import HIDDEN, TokenRecord, parse_expires_at
+from ..tokens import HIDDEN, BadValue, TokenRecord, check_values, parse_expires_at
 from .base import NOT_CONFIGURED, UP, Tier, TierHealth
 
 ENV_USER = "default"
+_VARIABLES = {"access_token": "CLAUDE_ACCESS_TOKEN", "refresh_token": "CLAUDE_REFRESH_TOKEN",
+              "expires_at": "CLAUDE_EXPIRES_AT"}
 
 
 class EnvTier(Tier):
@@ -31,11 +33,16 @@ class EnvTier(Tier):
         try:
             expires_at = parse_expires_at(raw_expiry) if raw_expiry else 0.0
         except ValueError:
-            raise ConfigError(f"CLAUDE_EXPIRES_AT: {raw_expiry!r} is not a number of seconds or "
-                              "milliseconds since the epoch") from None
-        return TokenRecord(user_id=ENV_USER, access_token=access,
-                           refresh_token=self.env.get("CLAUDE_REFRESH_TOKEN") or None,
-                           expires_at=expires_at, source=self.name, version=0)
+            raise ConfigError(f"CLAUDE_EXPIRES_AT: {raw_expiry[:40]!r} is not a number of seconds or "
+                              "milliseconds since the epoch between the years 2000 and 2100") from None
+        values = dict(access_token=access, refresh_token=self.env.get("CLAUDE_REFRESH_TOKEN") or None,
+                      expires_at=expires_at)
+        try:
+            check_values(values)
+        except BadValue as exc:
+            field, _, why = str(exc).partition(" ")
+            raise ConfigError(f"{_VARIABLES.get(field, field)}: {why}", hint="fix or unset it") from None
+        return TokenRecord(user_id=ENV_USER, source=self.name, version=0, **values)
 
     async def get(self, user_id: str) -> TokenRecord | None:
         return self._record() if user_id == ENV_USER else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,10 +19,13 @@ from typing import Any, AsyncIterator
 
 from ..crypto import Keyring, is_encrypted
 from ..errors import CryptoError, NoKeyConfigured, StaleWrite, StorageCorrupt, StorageError
-from ..tokens import HIDDEN, TokenRecord, parse_expires_at
+from ..tokens import HIDDEN, BadValue, TokenRecord, check_values, parse_expires_at
+from ..users import fix_command
 from .base import AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN
-from .fsutil import (async_file_lock, atomic_write, check_private_file, ensure_private_dir,
+from .fsutil import (FULL, async_file_lock, atomic_write, check_private_file, ensure_private_dir,
                      file_lock, sweep_temp_files)
+
+log = logging.getLogger("console.store.file")
 
 FORMAT = "claude-console/1"
 _SECRET_FIELDS = ("access_token", "refresh_token")
@@ -34,6 +38,7 @@ def _digest(text: str) -> str:
 class FileTier(Tier):
     name = "file"
     writable = True
+    IS_FALLBACK = REWRITES_WHOLE = CAN_PUT_MANY = CAN_ROTATE_KEYS = True
 
     def __init__(self, path: Path | str, keyring: Keyring | None = None) -> None:
         self.path = Path(os.path.expanduser(str(path)))
@@ -45,6 +50,9 @@ class FileTier(Tier):
         self._write_lock = self.lock_dir / "_file.lock"
         self._cache_key: tuple | None = None
         self._cache_doc: dict[str, Any] | None = None
+        # Users whose entry the last listing could not read (user id -> why): shown as such,
+        # while every other user stays readable.
+        self.unreadable: dict[str, str] = {}
 
     # -- reading -----------------------------------------------------------------------
 
@@ -95,7 +103,12 @@ class FileTier(Tier):
     def _decode(self, user_id: str, entry: dict[str, Any], secrets: bool = True) -> TokenRecord:
         if not isinstance(entry, dict) or not entry.get("access_token"):
             raise StorageCorrupt(f"token file {self.path}: the entry for user {user_id!r} is malformed",
-                                 hint="log that user in again, or restore the file from a backup")
+                                 hint=f"run: {fix_command('login', user_id)}, or restore the file from a backup")
+        try:
+            check_values(entry)
+        except BadValue as exc:
+            raise StorageCorrupt(f"token file {self.path}: the entry for user {user_id!r} is unreadable: {exc}",
+                                 hint=f"run: {fix_command('login', user_id)}, or restore the file from a backup") from None
         data = dict(entry)
         for key in _SECRET_FIELDS:
             value = data.get(key)
@@ -122,7 +135,14 @@ class FileTier(Tier):
         return None if entry is None else self._decode(user_id, entry)
 
     async def list(self, secrets: bool = False) -> list[TokenRecord]:
-        return [self._decode(uid, entry, secrets) for uid, entry in self._load_doc()["users"].items()]
+        records, unreadable = [], {}
+        for uid, entry in self._load_doc()["users"].items():
+            try:
+                records.append(self._decode(uid, entry, secrets))
+            except StorageCorrupt as exc:  # one bad entry: that user is unreadable, not the store
+                unreadable[uid] = exc.message.rsplit(": ", 1)[-1]
+        self.unreadable = unreadable
+        return records
 
     def raw_entries(self) -> dict[str, dict[str, Any]]:
         """Stored entries without decrypting (listing, backups of ciphertext)."""
@@ -182,8 +202,9 @@ class FileTier(Tier):
 
         return self._mutate(change)
 
-    async def rotate_keys(self) -> RotationReport:
-        """Re-encrypt every user's tokens to the first key, in one atomic rewrite. A user
+    async def rotate_keys(self, *, batch: int = 500, progress=None, on_batch=None) -> RotationReport:
+        """Re-encrypt every user's tokens to the first key, in one atomic rewrite (so ``batch``
+        and ``progress`` do not apply; ``on_batch`` hears every user once it is done). A user
         whose tokens no configured key opens is left exactly as it is, and reported."""
         if not self.keyring.enabled:
             raise NoKeyConfigured("rotate-key needs CLAUDE_TOKEN_ENCRYPTION_KEY",
@@ -213,6 +234,10 @@ class FileTier(Tier):
 
         self._mutate(change)
         report.pending_rotated = self._rotate_pending()
+        if on_batch is not None:
+            done = on_batch([r.user_id for r in await self.list()])
+            if hasattr(done, "__await__"):
+                await done
         return report
 
     def _rotate_pending(self) -> int:
@@ -341,14 +366,26 @@ class FileTier(Tier):
 
     # -- audit -------------------------------------------------------------------------
 
+    audit_lost = 0  # audit lines a full (or read-only) disk refused: counted, never fatal
+
+    def _audit_refused(self, count: int, exc: OSError) -> None:
+        self.audit_lost += count
+        log.warning("audit log %s: %d lines not written (%s); %d lost so far", self.audit_path, count,
+                    exc.strerror, self.audit_lost)
+
     async def append_audit(self, event: AuditEvent) -> None:
         ensure_private_dir(self.audit_path.parent)
         line = (json.dumps(event.to_dict(), sort_keys=True) + "\n").encode()
-        fd = os.open(self.audit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, line)  # one write of a short line with O_APPEND: not interleaved
-        finally:
-            os.close(fd)
+            fd = os.open(self.audit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line)  # one write of a short line with O_APPEND: not interleaved
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if exc.errno not in FULL:
+                raise
+            self._audit_refused(1, exc)
 
     async def append_audit_many(self, events: list[AuditEvent]) -> None:
         """Many events (a restore's) in one append."""
@@ -356,13 +393,18 @@ class FileTier(Tier):
             return
         ensure_private_dir(self.audit_path.parent)
         data = "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in events).encode()
-        fd = os.open(self.audit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+            fd = os.open(self.audit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if exc.errno not in FULL:
+                raise
+            self._audit_refused(len(events), exc)
 
     async def audit_trail(self, user_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
         try:
@@ -382,6 +424,13 @@ class FileTier(Tier):
         return events
 
 
+def _seed_expiry(value: Any) -> Any:
+    try:
+        return parse_expires_at(value)
+    except (TypeError, ValueError):
+        return value  # left as it is: _decode names the field when the user is read
+
+
 def _from_seed(data: dict[str, Any]) -> dict[str, Any]:
     """The seed's ``{accessToken, refreshToken, expiresAt}`` as one of our entries."""
     scopes = data.get("scopes") or []
@@ -390,7 +439,7 @@ def _from_seed(data: dict[str, Any]) -> dict[str, Any]:
     return {
         "access_token": data.get("accessToken") or "",
         "refresh_token": data.get("refreshToken"),
-        "expires_at": parse_expires_at(data.get("expiresAt") or 0),
+        "expires_at": _seed_expiry(data.get("expiresAt") or 0),
         "scopes": list(scopes),
         "subscription_type": data.get("subscriptionType"),
         "version": 0,

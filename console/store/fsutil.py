@@ -11,13 +11,33 @@ import stat
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
-from ..errors import InsecurePermissions, StorageError
+from ..errors import DiskFull, InsecurePermissions, StorageError
+
+# A write that fails with one of these is a state of the disk, not a bug: one line, no traceback.
+FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+        errno.EROFS: "the file system is read-only"}
+
+
+def disk_full(path: Path, exc: OSError, kept: str) -> DiskFull | None:
+    """``DiskFull`` naming ``path`` and what was kept, for ENOSPC/EDQUOT/EROFS; else None."""
+    why = FULL.get(exc.errno)
+    if why is None:
+        return None
+    return DiskFull(f"cannot write {path}: {why}; {kept}",
+                    hint="free some space (or make it writable) and run the command again")
 
 
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) as 0700; tighten it if we own it and it is looser."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdir(parents=True) makes the parents with the umask's mode (0755): make each
+        # missing folder ourselves, 0700, so claude_tokens.d/ is as private as pending/ in it.
+        missing, folder = [], path
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
         st = path.stat()
     except OSError as exc:
         raise StorageError(f"cannot create folder {path}: {exc.strerror}",
@@ -47,16 +67,22 @@ def atomic_write(path: Path, data: bytes, *, private_dir: bool = True) -> None:
     if private_dir:
         ensure_private_dir(folder)
     tmp = folder / f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        full = disk_full(path, exc, "the file was left as it was")
+        if full is not None:
+            raise full from None
         raise
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
@@ -78,7 +104,13 @@ def sweep_temp_files(path: Path, older_than: float = 60.0) -> None:
 
 def _open_lock(path: Path) -> int:
     ensure_private_dir(path.parent)
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        full = disk_full(path, exc, "nothing was changed")
+        if full is not None:
+            raise full from None
+        raise
 
 
 @contextlib.contextmanager

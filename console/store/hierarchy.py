@@ -14,7 +14,8 @@ from typing import AsyncIterator
 
 from ..errors import StorageError, TierUnavailable
 from ..tokens import TokenRecord
-from .base import AuditEvent, PendingLogin, Tier, TierHealth
+from ..users import fix_command
+from .base import UP, AuditEvent, PendingLogin, Tier, TierHealth
 
 log = logging.getLogger("console.store")
 
@@ -22,14 +23,14 @@ log = logging.getLogger("console.store")
 class Hierarchy:
     def __init__(self, tiers: list[Tier], *, allow_file_fallback: bool = False) -> None:
         self.tiers = list(tiers)
-        self.cache = next((t for t in self.tiers if getattr(t, "is_cache", False)), None)
+        self.cache = next((t for t in self.tiers if t.IS_CACHE), None)
         self.backends = [t for t in self.tiers if t is not self.cache]
         writable = [t for t in self.backends if t.writable]
         if not writable:
             raise StorageError("no writable storage tier is configured",
                                hint="set claude_oauth.token_file or DATABASE_URL")
         self.primary = writable[0]
-        self.fallback = next((t for t in writable[1:] if t.name == "file"), None) \
+        self.fallback = next((t for t in writable[1:] if t.IS_FALLBACK), None) \
             if allow_file_fallback else None
         self.warnings: list[str] = []
 
@@ -90,27 +91,37 @@ class Hierarchy:
                 continue
             for record in records:
                 seen.setdefault(record.user_id, record)
+            self._note_unreadable(tier)
         return list(seen.values())
+
+    def _note_unreadable(self, tier: Tier) -> None:
+        """Users a tier could not read (a bad entry in the token file): one warning each."""
+        for uid, why in tier.unreadable.items():
+            message = f"user {uid!r} in the {tier.name} tier is unreadable ({why}); " \
+                      f"run: {fix_command('login', uid)}"
+            if message not in self.warnings:
+                self.warnings.append(message)
+                log.warning(message)
 
     async def list_pages(self, page_size: int = 20000, secrets: bool = False, *,
                          first: int | None = None) -> AsyncIterator[list[TokenRecord]]:
-        """``list`` a page at a time: tiers with ``list_page`` are read in keyset pages (the
+        """``list`` a page at a time: tiers that can ``list_page`` are read in keyset pages (the
         first one ``first`` long, if given), the rest whole. Earlier tiers still win: a user
         already yielded is not yielded again."""
         seen: set[str] = set()
         size = first or page_size
         for tier in self.backends:
-            pager = getattr(tier, "list_page", None)
             try:
-                if pager is None:
+                if not tier.CAN_LIST_PAGE:
                     page = [r for r in await tier.list(secrets) if r.user_id not in seen]
                     seen.update(r.user_id for r in page)
+                    self._note_unreadable(tier)
                     if page:
                         yield page
                     continue
                 after = None
                 while True:
-                    batch = await pager(after, size, secrets)
+                    batch = await tier.list_page(after, size, secrets)
                     page = [r for r in batch if r.user_id not in seen]
                     seen.update(r.user_id for r in page)
                     if page:
@@ -148,7 +159,7 @@ class Hierarchy:
         """Bulk write to the primary (restores): one transaction or one rewrite; returns the
         users written (with ``expected``, those whose version had not moved) and drops them
         from the cache on every replica."""
-        if not hasattr(self.primary, "put_many"):
+        if not self.primary.CAN_PUT_MANY:
             raise StorageError(f"the {self.primary.name} tier cannot take bulk writes")
         written = await self._write("put_many", records, expected, authors)
         await self.cache_drop_many(written)
@@ -175,8 +186,7 @@ class Hierarchy:
         if self.cache is not None:
             try:
                 # A fill after a read must not replace what a concurrent write cached.
-                store = getattr(self.cache, "fill", None) if fill else None
-                await (store or self.cache.put)(record)
+                await (self.cache.fill if fill else self.cache.put)(record)
             except TierUnavailable as exc:
                 self._skip(self.cache, exc)
 
@@ -189,9 +199,8 @@ class Hierarchy:
 
     def on_invalidate(self, callback) -> None:
         """Call ``callback(user_id)`` when another process changes a user (``None``: anyone)."""
-        listen = getattr(self.cache, "listen", None)
-        if listen is not None:
-            listen(callback)
+        if self.cache is not None:
+            self.cache.listen(callback)
 
     @contextlib.asynccontextmanager
     async def locked(self, user_id: str) -> AsyncIterator[None]:
@@ -220,19 +229,27 @@ class Hierarchy:
 
     async def append_audit_many(self, events: list[AuditEvent]) -> None:
         """Many events at once (a restore's): one write where the primary can, else one by one."""
-        many = getattr(self.primary, "append_audit_many", None)
-        if many is None:
+        if not self.primary.CAN_APPEND_AUDIT_MANY:
             for event in events:
                 await self.append_audit(event)
             return
         try:
-            await many(events)
+            await self.primary.append_audit_many(events)
         except StorageError as exc:
             log.error("%d audit events (%s) not recorded: %s", len(events),
                       events[0].action if events else "", exc)
 
     async def audit_trail(self, user_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
         return await self.primary.audit_trail(user_id, limit)
+
+    async def claim_due(self, **rule) -> list[tuple[str, int]]:
+        """The users due for a background refresh, as the primary claims them (``Tier.claim_due``)."""
+        return await self.primary.claim_due(**rule)
+
+    def primary_up(self, health: list[TierHealth]) -> bool:
+        """Whether ``health`` (from ``health()``) says the tier that holds the writes is up: the one
+        answer to "is the store up?"; other tiers being down only degrades it."""
+        return any(h.name == self.primary.name and h.state == UP for h in health)
 
     async def health(self) -> list[TierHealth]:
         out = []

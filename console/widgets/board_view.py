@@ -28,6 +28,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ..tokens import DEFAULT_REFRESH_BUFFER, Status, TokenRecord, format_duration, token_status
+from ..users import shown
 from .status_badge import LABEL_WIDTH, status_label
 
 
@@ -124,6 +125,8 @@ def ago(seconds: float | None) -> str:
 def _fit(text: str, width: int, right: bool = False) -> str:
     if width <= 0:
         return ""
+    if not text.isprintable():  # a stored id with control characters: escaped, never drawn raw
+        text = shown(text, len(text) * 4)
     if cell_len(text) > width:
         return set_cell_size(text, width - 1) + "…"
     pad = " " * (width - cell_len(text))

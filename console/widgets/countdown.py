@@ -7,6 +7,7 @@ The text always carries a word ("expires in", "expired"), never colour alone.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from textual.message import Message
 from textual.reactive import reactive
@@ -40,17 +41,18 @@ class Countdown(Static):
             return self.countdown
 
     def __init__(self, deadline: float | None = None, *, label: str = "expires in",
-                 expired_text: str = "expired", name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+                 expired_text: str = "expired", clock: Callable[[], float] = time.time,
+                 name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        """``clock``: the time source (the app passes its own, so tests can freeze it)."""
         super().__init__("", name=name, id=id, classes=classes)
+        self.clock = clock
         self.label = label
         self.expired_text = expired_text
         self._announced = False
         self.set_reactive(Countdown.deadline, deadline)
 
     def now(self) -> float:
-        clock = getattr(self.app, "clock", None)
-        return clock() if callable(clock) else time.time()
+        return self.clock()
 
     @property
     def remaining(self) -> float | None:

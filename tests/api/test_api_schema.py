@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, ignored
 from console.api import create_api  # noqa: E402
 from console.api.openapi import document  # noqa: E402
 from console.config import load_settings  # noqa: E402
-from console.sandbox import sandbox_env  # noqa: E402
+from console.cli.sandbox import sandbox_env  # noqa: E402
 
 from .helpers import AUTH, KEY, ApiServer, assert_no_tokens  # noqa: E402
 

@@ -523,8 +523,9 @@ def test_verbose_output_redacts_every_secret(run_cli, emulator, tokens):
 
 def test_module_and_script_are_the_same_program(run_cli):
     bare = run_cli()
-    assert bare.code == 0 and "login" in bare.out and "token" in bare.out
-    assert len(bare.out.strip().splitlines()) == 1
+    # No verb and no terminal: one line saying what to do, exit 2 (issue 13).
+    assert bare.code == 2 and "login" in bare.err and "token" in bare.err and bare.out == ""
+    assert len(bare.err.strip().splitlines()) == 1
     env = run_cli.env()
     for args in ((), ("--help",), ("--version",), ("status", "--json")):
         script = subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from console import resources
+from console.ui import styles
 from console.app import ConsoleApp, run_app
 
 
@@ -32,9 +32,9 @@ def test_bad_config_file_is_one_line_and_exit_2(console_env, tmp_path, capsys):
 
 def test_styles_are_found_in_a_source_checkout():
     for name in ("shared.tcss", "board.tcss", "detail.tcss", "help.tcss"):
-        assert resources.styles_path(name).is_file(), name
+        assert styles.styles_path(name).is_file(), name
     assert [p.name for p in ConsoleApp.CSS_PATH] == ["shared.tcss", "board.tcss"]
-    names = [p.name for p in resources.stylesheets()]
+    names = [p.name for p in styles.stylesheets()]
     assert names[0] == "shared.tcss" and {"board.tcss", "detail.tcss", "help.tcss"} <= set(names)
 
 
@@ -42,5 +42,5 @@ async def test_every_stylesheet_is_read_after_the_first_paint(service):
     app = ConsoleApp(service)
     async with app.run_test() as pilot:
         await pilot.pause()
-        for path in resources.stylesheets():
+        for path in styles.stylesheets():
             assert app.stylesheet.has_source(str(path), ""), path.name

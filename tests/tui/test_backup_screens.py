@@ -12,10 +12,11 @@ import time
 from textual.command import CommandPalette
 from textual.widgets import DataTable, Input, Select
 
+from console import transfer
 from console.app import ConsoleApp
 from console.screens.backup import BackupScreen
 from console.screens.board import BoardScreen
-from console.screens.confirm import ConfirmScreen
+from console.screens.modals.confirm import ConfirmScreen
 from console.screens.restore import RestoreScreen
 from console.tokens import TokenRecord, format_time
 
@@ -73,7 +74,7 @@ async def test_backup_screen_writes_the_file(service, tmp_path):
         assert "✓ Backed up 6 users" in text and "mode 0600" in text
         assert stat.S_IMODE(target.stat().st_mode) == 0o600
         assert screen.query_one("#backup-passphrase", Input).value == ""   # dropped once written
-        contents = await service.open_backup(target, PASS, allow_weak_kdf=True)
+        contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
         assert sorted(contents.users) == [f"user{i}" for i in range(6)]
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, BoardScreen), what="the board")
@@ -104,7 +105,7 @@ async def test_backup_screen_asks_before_replacing_a_file(service, tmp_path):
 async def test_restore_screen_dry_run_confirm_and_result(service, tmp_path):
     records = await seed(service)
     target = tmp_path / "r.ccbackup"
-    await service.backup(target, PASS, kdf=WEAK)
+    await transfer.backup(service, target, PASS, kdf=WEAK)
     await service.logout("user1")
     await service.logout("user4")
     stored = await service.get_record("user2")           # newer than the backup: must be kept
@@ -149,7 +150,7 @@ async def test_restore_screen_dry_run_confirm_and_result(service, tmp_path):
 async def test_restore_screen_replans_when_the_mode_changes(service, tmp_path):
     await seed(service, 3)
     target = tmp_path / "m.ccbackup"
-    await service.backup(target, PASS, kdf=WEAK)
+    await transfer.backup(service, target, PASS, kdf=WEAK)
     stored = await service.get_record("user0")
     await service.store.put(stored.evolve(access_token="sk-ant-oat01-newer-one"))
     app = ConsoleApp(service, refresh_interval=0.2)
@@ -216,7 +217,7 @@ async def test_backup_screen_at_80x24_starts_on_the_passphrase_and_shows_everyth
 async def test_restore_screen_at_80x24_shows_the_plan_rows_the_why_and_the_keys(service, tmp_path):
     await seed(service, 6)
     target = tmp_path / "r80.ccbackup"
-    await service.backup(target, PASS, kdf=WEAK)
+    await transfer.backup(service, target, PASS, kdf=WEAK)
     for uid in ("user1", "user3", "user5"):
         await service.logout(uid)
     app = ConsoleApp(service, refresh_interval=0.2)

@@ -16,9 +16,9 @@ from textual.widgets import Input
 from console.app import ConsoleApp
 from console.screens.backup import BackupScreen
 from console.screens.board import BoardScreen
-from console.screens.confirm import ConfirmScreen
+from console.screens.modals.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen
-from console.screens.help import HelpScreen
+from console.screens.modals.help import HelpScreen
 from console.screens.restore import RestoreScreen
 from console.tokens import Status, TokenRecord
 from console.widgets.board_view import BoardView
@@ -422,7 +422,7 @@ async def test_narrow_boards_drop_the_least_useful_columns_first(service, login,
 
 
 async def test_c_chooses_the_columns_but_never_user_or_status(service, login):
-    from console.screens.columns import ColumnsScreen
+    from console.screens.modals.columns import ColumnsScreen
     from textual.widgets import SelectionList
 
     await login(service, "alice")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from console.app import ConsoleApp
 from console.screens.board import BoardScreen
-from console.screens.confirm import ConfirmScreen
+from console.screens.modals.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen
 from console.tokens import mask
 from console.widgets.board_view import BoardView

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from console.errors import NeedsLogin
-from console.screens.key_hints import BOARD, DETAIL, LOGIN, with_keys
+from console.ui.hints import BOARD, DETAIL, LOGIN, with_keys
 from console.service import login_hint
 
 

@@ -274,7 +274,7 @@ async def test_browser_key_only_where_a_browser_can_open(service, monkeypatch):
 
 
 async def test_f1_shows_the_keys_of_the_login_screen(service):
-    from console.screens.help import HelpScreen
+    from console.screens.modals.help import HelpScreen
 
     app = LoginHost(service, user_id="pia")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -361,7 +361,7 @@ async def test_after_the_login_expired_no_paste_again_hint(service, emulator):
 
 
 async def test_help_at_the_user_step_lists_the_login_keys_not_the_editing_keys(service):
-    from console.screens.help import HelpScreen
+    from console.screens.modals.help import HelpScreen
 
     app = LoginHost(service, user_id="vic")
     async with app.run_test(size=(80, 24)) as pilot:

@@ -1,0 +1,162 @@
+"""The tier's bulk paths: listing in keyset pages, backups (rows as stored, a COPY dump) and
+restores (COPY into a temporary table, then one upsert), and many audit events at once.
+
+A mixin of ``PostgresTier``: it runs its statements through the tier's public ``attempt``.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any, Awaitable, Callable
+
+from ...crypto import Keyring
+from ...errors import StorageError
+from ...tokens import TokenRecord
+from ..base import AuditEvent
+from .sql import (APPEND_AUDIT_MANY, BULK, BULK_COLUMNS, BULK_CREATE, BULK_UPSERT, EXPORT, EXPORT_FIELDS,
+                  FIELDS, FIRST_PAGE, NEXT_PAGE, SELECT_ALL_HIDDEN, SELECT_ALL_SECRETS, TABLE_COLUMNS, TOKENS)
+
+
+class ListedRecord(TokenRecord):
+    """A listed user read in place from its asyncpg row.
+
+    The board lists 100 000 users; copying each row into a record's own dict cost more than
+    the query itself. Fields are properties over the row; ``evolve`` and equality work on a
+    plain ``TokenRecord``, so callers cannot tell the difference.
+    """
+
+    __slots__ = ("_row", "source")
+
+    def plain(self) -> TokenRecord:
+        return TokenRecord(**{name: getattr(self, name) for name in TokenRecord.__dataclass_fields__})
+
+    def evolve(self, **changes: Any) -> TokenRecord:
+        return self.plain().evolve(**changes)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ListedRecord):
+            other = other.plain()
+        return self.plain() == other if isinstance(other, TokenRecord) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _column(index: int) -> property:
+    return property(lambda record: record._row[index])
+
+
+for _index, _name in enumerate(FIELDS):
+    setattr(ListedRecord, _name, _column(_index))
+
+
+class BulkPaths:
+    """Listing pages, export, dump, bulk upsert and bulk audit for ``PostgresTier``."""
+
+    CAN_LIST_PAGE = CAN_PUT_MANY = CAN_EXPORT_ROWS = CAN_DUMP_TABLE = CAN_APPEND_AUDIT_MANY = True
+
+    name: str
+    keyring: Keyring
+    actor: str
+    write_patience: float
+    attempt: Callable[..., Awaitable[Any]]
+    decode_row: Callable[..., TokenRecord]
+
+    async def list_page(self, after: str | None, limit: int, secrets: bool = False) -> list[TokenRecord]:
+        """Up to ``limit`` users after ``after`` in user id order: keyset pages, so the board
+        shows its first rows before the last of 100 000 arrive."""
+        select = SELECT_ALL_SECRETS if secrets else SELECT_ALL_HIDDEN
+        if after is None:
+            rows = await self.attempt(lambda conn: conn.fetch(select + FIRST_PAGE, limit))
+        else:
+            rows = await self.attempt(lambda conn: conn.fetch(select + NEXT_PAGE, after, limit))
+        return self.rows_to_records(rows, secrets)
+
+    def rows_to_records(self, rows, secrets: bool) -> list[TokenRecord]:
+        if secrets:
+            return [self.decode_row(row) for row in rows]
+        source, new, cls = self.name, object.__new__, ListedRecord
+        out = []
+        collecting = gc.isenabled()
+        gc.disable()  # 100 000 new objects would trigger many full collections for nothing
+        try:
+            for row in rows:  # nothing to decrypt: wrap the row, copy nothing
+                record = new(cls)
+                record._row = row
+                record.source = source
+                out.append(record)
+        finally:
+            if collecting:
+                gc.enable()
+        return out
+
+    async def export_rows(self, users: list[str] | None = None) -> tuple[list[str], list]:
+        """Every row (or ``users``) in one query, tokens as stored (encrypted), with who created
+        and last updated it: ``(field names, rows)`` for backups."""
+        rows = await self.attempt(lambda conn: conn.fetch(EXPORT, users))
+        return list(EXPORT_FIELDS), rows
+
+    async def put_many(self, records: list[TokenRecord], expected: dict[str, int] | None = None,
+                       authors: dict[str, tuple[str | None, str | None]] | None = None) -> list[str]:
+        """Bulk upsert in one transaction (COPY into a temporary table, then one upsert); returns
+        the users written. With ``expected``, a user is written only while its version still
+        equals ``expected[user]`` (0: not stored), so a refresh that landed meanwhile is kept.
+        Rows keep the records' own times and authors (``authors[user] = (created_by, updated_by)``)."""
+        authors, wanted = authors or {}, expected or {}
+        uids = [r.user_id for r in records]
+        if len(set(uids)) != len(uids):
+            raise StorageError("a user appears twice in one bulk write; nothing was written")
+        access = self.keyring.encrypt_many([r.access_token for r in records], uids)
+        refresh = self.keyring.encrypt_many([r.refresh_token for r in records], uids)
+        rows = []
+        for r, enc_access, enc_refresh in zip(records, access, refresh):
+            by = authors.get(r.user_id) or (None, None)
+            rows.append((r.user_id, int(wanted.get(r.user_id, 0)), enc_access, enc_refresh or None,
+                         float(r.expires_at), list(r.scopes),
+                         r.account_email, r.account_uuid, r.organization_uuid, r.organization_name,
+                         r.subscription_type, int(r.refresh_count or 0), r.last_refresh_at,
+                         r.last_refresh_error_at, r.last_refresh_error, int(r.refresh_failures or 0),
+                         bool(r.needs_login), float(r.created_at or 0), float(r.updated_at or 0), r.last_used,
+                         by[0], by[1]))
+        if not rows:
+            return []
+        names = [c for c, _ in BULK_COLUMNS]
+
+        async def write(conn):
+            async with conn.transaction():
+                # JIT-compiling this upsert costs more than running it (~0.3 s a batch).
+                await conn.execute(f"SET LOCAL jit = off; {BULK_CREATE}")
+                await conn.copy_records_to_table(BULK, records=rows, columns=names)
+                done = await conn.fetch(BULK_UPSERT, self.actor, expected is None)
+            return [row[0] for row in done]
+
+        return await self.attempt(write, patience=self.write_patience)
+
+    async def append_audit_many(self, events: list[AuditEvent]) -> None:
+        """Many events (a restore's) in one statement."""
+        if not events:
+            return
+        columns = list(zip(*((float(e.ts), e.user_id, e.action, bool(e.ok), e.detail, e.actor) for e in events)))
+        await self.attempt(lambda conn: conn.execute(APPEND_AUDIT_MANY, *map(list, columns)))
+
+    async def dump_table(self, users: list[str] | None = None, exclude: tuple[str, ...] = ()
+                         ) -> tuple[list[tuple[str, str]], bytes, int]:
+        """The tokens table for an SQL backup: ``(columns with their types, COPY text, rows)``,
+        ciphertext exactly as stored."""
+        async def dump(conn):
+            found = await conn.fetch(TABLE_COLUMNS, TOKENS)
+            columns = [(r[0], r[1]) for r in found if r[0] not in exclude]
+            chunks: list[bytes] = []
+
+            async def sink(chunk: bytes) -> None:
+                chunks.append(bytes(chunk))
+
+            names = ", ".join(f'"{c}"' for c, _ in columns)
+            async with conn.transaction():  # SET LOCAL: pooled sessions are not reset on release
+                await conn.execute("SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL TimeZone = 'UTC'")
+                status = await conn.copy_from_query(
+                    f"SELECT {names} FROM {TOKENS} WHERE $1::text[] IS NULL OR user_id = ANY($1::text[]) "
+                    "ORDER BY user_id", users, output=sink, format="text")
+            return columns, b"".join(chunks), int(str(status).split()[-1])
+
+        return await self.attempt(dump)
+

@@ -1,0 +1,101 @@
+"""What a sealed backup holds: every user's record, column by column, with its audit fields.
+
+The body is JSON: records with their audit fields (created/updated at and by, last use,
+refresh counts and errors), tokens in the clear *inside* the encryption, so the file restores
+under any store key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..errors import BackupCorrupt
+from ..tokens import TokenRecord
+from .progress import bulk
+
+PAYLOAD_KIND = "claude-console-backup"
+
+RECORD_FIELDS = tuple(f.name for f in fields(TokenRecord) if f.name != "source")
+AUTHOR_FIELDS = ("created_by", "updated_by")
+PAYLOAD_FIELDS = RECORD_FIELDS + AUTHOR_FIELDS
+_NUMBERS = ("created_at", "updated_at", "last_used", "last_refresh_at", "last_refresh_error_at")
+
+
+def _record_defaults() -> dict[str, Any]:
+    blank = TokenRecord(user_id="", access_token="")
+    return {name: getattr(blank, name) for name in RECORD_FIELDS}
+
+
+@dataclass
+class BackupContents:
+    """A decrypted backup: the records, who created/updated them, and where they came from."""
+
+    path: str
+    header: dict[str, Any]
+    created_at: float
+    source: str
+    records: list[TokenRecord]
+    authors: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    @property
+    def users(self) -> list[str]:
+        return [r.user_id for r in self.records]
+
+
+def encode_payload(columns: dict[str, list], source: str, created_at: float) -> bytes:
+    doc = {"kind": PAYLOAD_KIND, "created_at": created_at, "source": source,
+           "count": len(columns["user_id"]), "fields": list(columns), "columns": list(columns.values())}
+    with bulk():
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_payload(payload: bytes, where: str, header: dict[str, Any]) -> BackupContents:
+    def damaged(why: str) -> BackupCorrupt:
+        return BackupCorrupt(f"{where} decrypted but its contents are damaged ({why}); nothing was restored",
+                             hint="use another copy of the backup")
+
+    with bulk():
+        try:
+            doc = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            raise damaged("not JSON") from None
+        if not isinstance(doc, dict) or doc.get("kind") != PAYLOAD_KIND:
+            raise damaged("not a token list")
+        names, cols = doc.get("fields"), doc.get("columns")
+        if not isinstance(names, list) or not isinstance(cols, list) or len(names) != len(cols) \
+                or "user_id" not in names or "access_token" not in names:
+            raise damaged("its columns do not match")
+        count = len(cols[names.index("user_id")])
+        if any(not isinstance(c, list) or len(c) != count for c in cols):
+            raise damaged("its columns have different lengths")
+        by_name = dict(zip(names, cols))
+        uids, access = by_name["user_id"], by_name["access_token"]
+        for row, (uid, token) in enumerate(zip(uids, access)):
+            if not isinstance(uid, str) or not uid or not isinstance(token, str) or not token:
+                raise damaged(f"row {row + 1} has no user or no access token")
+        if len(set(uids)) != count:
+            raise damaged("a user appears twice")
+        try:
+            by_name["expires_at"] = [float(x or 0) for x in by_name.get("expires_at") or [0] * count]
+            by_name["scopes"] = [[str(s) for s in x or ()] for x in by_name.get("scopes") or [[]] * count]
+            for name in _NUMBERS:
+                if name in by_name:
+                    by_name[name] = [None if x is None else float(x) for x in by_name[name]]
+        except (TypeError, ValueError):
+            raise damaged("a time or a list of scopes is malformed") from None
+        defaults = _record_defaults()
+        columns = [by_name.get(name) or [defaults[name]] * count for name in RECORD_FIELDS]
+        new, keys = object.__new__, RECORD_FIELDS + ("source",)
+        records: list[TokenRecord] = []
+        for row in zip(*columns):   # the fields are checked above: no __init__ per row
+            record = new(TokenRecord)
+            record.__dict__.update(zip(keys, row + ("",)))
+            records.append(record)
+        created, updated = by_name.get("created_by"), by_name.get("updated_by")
+        authors: dict[str, tuple[str | None, str | None]] = {}
+        if created is not None or updated is not None:
+            authors = dict(zip(uids, zip(created or [None] * count, updated or [None] * count)))
+    return BackupContents(path=where, header=header, created_at=float(doc.get("created_at") or 0),
+                          source=str(doc.get("source") or "?"), records=records, authors=authors)

@@ -1,0 +1,235 @@
+"""Restores that never roll a token back: open a backup, plan against the store, apply the plan.
+
+"Newer" means a later ``updated_at``, the time a row last changed (a login, a refresh, a
+failure note). A restore writes the backup's ``updated_at`` back, so restoring the same file
+twice changes nothing. Each user in the backup is:
+
+* ``new``: not stored here: added (every mode);
+* ``older``: the stored row is older than the backup's: replaced (``newer``, ``always``);
+* ``newer``: the stored row is newer: kept unless ``--overwrite always``;
+* ``conflict``: same ``updated_at`` but another expiry, or another Claude account: kept
+  unless ``--overwrite always``;
+* ``same``: nothing to do.
+
+Whatever the mode, a row that changes after the plan was made (a refresh landing during the
+restore) is never overwritten: every write is a compare-and-swap on the version the plan saw.
+Writes go in batches, each one transaction (PostgreSQL: COPY into a temporary table, then one
+upsert) or one atomic rewrite (file tier). Nothing here prints; faces get progress callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..errors import StorageError, UsageError
+from ..store.base import AuditEvent
+from ..tokens import TokenRecord
+from .files import check_source
+from .payload import BackupContents, decode_payload
+from .progress import Progress, bulk, noop
+from .sealed import open_sealed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..service import AuthService
+
+OVERWRITE_MODES = ("newer", "always", "never")
+BATCH = 5000   # users per transaction when restoring into PostgreSQL
+IN_FLIGHT = 2  # batches written at once (each its own transaction and connection)
+
+_SAME_TIME = 0.0005   # seconds: timestamps round-trip through PostgreSQL at microseconds
+
+
+async def open_backup(path: str | Path, passphrase: str, *, allow_weak_kdf: bool = False,
+                      progress: Progress | None = None) -> BackupContents:
+    """Read, check and decrypt a backup file; nothing is written anywhere."""
+    progress = progress or noop
+    source = check_source(path)
+    where = str(path)
+    try:
+        data = await asyncio.to_thread(source.read_bytes)
+    except OSError as exc:
+        raise StorageError(f"cannot read {where}: {exc.strerror or exc}") from None
+    progress("decrypt", 0, 0)
+    header, payload = await asyncio.to_thread(open_sealed, data, passphrase, where,
+                                              allow_weak_kdf=allow_weak_kdf)
+    contents = decode_payload(payload, where, header)
+    progress("decrypt", len(contents.records), len(contents.records))
+    return contents
+
+
+@dataclass
+class Change:
+    """One user of a restore: what the backup holds against what is stored, and what happens."""
+
+    user_id: str
+    kind: str                       # new, older, newer, conflict, same
+    action: str                     # add, replace, keep, none
+    backup_updated_at: float
+    stored_updated_at: float | None = None
+    stored_version: int = 0
+    reason: str = ""
+
+    @property
+    def writes(self) -> bool:
+        return self.action in ("add", "replace")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "kind": self.kind, "action": self.action, "reason": self.reason,
+                "backup_updated_at": self.backup_updated_at, "stored_updated_at": self.stored_updated_at}
+
+
+@dataclass
+class RestorePlan:
+    path: str
+    overwrite: str
+    changes: list[Change]
+    records: dict[str, TokenRecord]
+    authors: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)   # asked for with --user, not in the backup
+    backup_created_at: float = 0.0
+    tier: str = ""
+
+    def counts(self) -> dict[str, int]:
+        out = {k: 0 for k in ("new", "older", "newer", "conflict", "same")}
+        for change in self.changes:
+            out[change.kind] += 1
+        return out
+
+    @property
+    def to_write(self) -> list[Change]:
+        return [c for c in self.changes if c.writes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "overwrite": self.overwrite, "tier": self.tier, "counts": self.counts(),
+                "writes": len(self.to_write), "missing": self.missing,
+                "backup_created_at": self.backup_created_at,
+                "changes": [c.to_dict() for c in self.changes]}
+
+
+def _same_time(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(a - b) < _SAME_TIME
+
+
+def classify(backup: TokenRecord, stored: TokenRecord | None, overwrite: str) -> Change:
+    """Compare one user's backed-up record with the stored one (see the module docstring)."""
+    uid, b_time = backup.user_id, float(backup.updated_at or 0)
+    if stored is None:
+        return Change(uid, "new", "add", b_time, reason="not stored here")
+    s_time = float(stored.updated_at or 0)
+    other_account = bool(backup.account_uuid and stored.account_uuid and backup.account_uuid != stored.account_uuid)
+    if other_account:
+        kind, reason = "conflict", "the stored token belongs to another Claude account"
+    elif _same_time(b_time, s_time):
+        if _same_time(backup.expires_at, stored.expires_at):
+            return Change(uid, "same", "none", b_time, s_time, stored.version, "already as in the backup")
+        kind, reason = "conflict", "same update time, different expiry"
+    elif s_time < b_time:
+        kind, reason = "older", "the stored token is older than the backup's"
+    else:
+        kind, reason = "newer", "the stored token is newer than the backup's"
+    replace = overwrite == "always" or (overwrite == "newer" and kind == "older")
+    return Change(uid, kind, "replace" if replace else "keep", b_time, s_time, stored.version, reason)
+
+
+async def plan_restore(service: "AuthService", contents: BackupContents, *, users: list[str] | None = None,
+                       overwrite: str = "newer") -> RestorePlan:
+    """What a restore would change, against the primary tier as it is now (nothing is written)."""
+    if overwrite not in OVERWRITE_MODES:
+        raise UsageError(f"--overwrite {overwrite!r} is not one of {', '.join(OVERWRITE_MODES)}")
+    primary = service.store.primary
+    if not primary.CAN_PUT_MANY:
+        raise StorageError(f"the {primary.name} tier cannot take a restore", hint="use the file or PostgreSQL store")
+    chosen = contents.records
+    missing: list[str] = []
+    if users:
+        wanted = set(users)
+        chosen = [r for r in contents.records if r.user_id in wanted]
+        missing = sorted(wanted - {r.user_id for r in chosen})
+    with bulk():
+        stored = {r.user_id: r for r in await primary.list(secrets=False)}
+        changes = [classify(r, stored.get(r.user_id), overwrite) for r in chosen]
+    changes.sort(key=lambda c: c.user_id)
+    return RestorePlan(path=contents.path, overwrite=overwrite, changes=changes,
+                       records={r.user_id: r for r in chosen}, authors=contents.authors, missing=missing,
+                       backup_created_at=contents.created_at, tier=primary.name)
+
+
+@dataclass
+class RestoreResult:
+    written: list[str] = field(default_factory=list)
+    changed_meanwhile: list[str] = field(default_factory=list)  # kept: a newer write landed first
+    kept: int = 0
+    unchanged: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"written": len(self.written), "changed_meanwhile": self.changed_meanwhile, "kept": self.kept,
+                "unchanged": self.unchanged, "batches": self.batches, "seconds": round(self.seconds, 3)}
+
+
+def _batches(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+async def apply_restore(service: "AuthService", plan: RestorePlan, *, batch_size: int | None = None,
+                        progress: Progress | None = None) -> RestoreResult:
+    """Write the plan in batches, each one transaction; a row changed since the plan is kept."""
+    progress = progress or noop
+    started = time.monotonic()
+    store = service.store
+    todo = plan.to_write
+    result = RestoreResult(kept=sum(1 for c in plan.changes if c.action == "keep"),
+                           unchanged=sum(1 for c in plan.changes if c.action == "none"))
+    one_file = store.primary.REWRITES_WHOLE   # one rewrite of the whole file is its cheapest batch
+    size = batch_size or (len(todo) or 1 if one_file else BATCH)
+    where = Path(plan.path).name
+    done = 0
+
+    async def write(batch: list[Change]) -> None:
+        nonlocal done
+        records = [plan.records[c.user_id] for c in batch]
+        expected = {c.user_id: c.stored_version for c in batch}
+        authors = {c.user_id: plan.authors[c.user_id] for c in batch if c.user_id in plan.authors}
+        written = await store.put_many(records, expected, authors=authors)
+        got = set(written)
+        result.written.extend(written)
+        result.changed_meanwhile.extend(c.user_id for c in batch if c.user_id not in got)
+        for uid in written:
+            service.forget(uid)
+        kinds = {c.user_id: c.kind for c in batch}
+        await store.append_audit_many([
+            AuditEvent("restore", uid, True, f"from {where} ({_RESTORE_DETAIL[kinds[uid]]})", service.actor)
+            for uid in written])
+        result.batches += 1
+        done += len(batch)
+        progress("write", done, len(todo))
+
+    progress("write", 0, len(todo))
+    # IN_FLIGHT batches at once (each its own transaction): one is encrypted here while the
+    # database writes another. The file tier takes them one at a time.
+    flying: list[asyncio.Future] = []
+    with bulk():
+        try:
+            for batch in _batches(todo, size):
+                flying.append(asyncio.ensure_future(write(batch)))
+                if len(flying) >= (1 if one_file else IN_FLIGHT):
+                    await flying.pop(0)
+            while flying:
+                await flying.pop(0)
+        except BaseException:
+            for task in flying:
+                task.cancel()
+            await asyncio.gather(*flying, return_exceptions=True)
+            raise
+    result.seconds = time.monotonic() - started
+    return result
+
+
+_RESTORE_DETAIL = {"new": "added", "older": "replaced an older token", "newer": "replaced a newer token",
+                   "conflict": "replaced a conflicting token", "same": "unchanged"}
