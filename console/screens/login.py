@@ -187,7 +187,8 @@ class LoginScreen(Screen[TokenRecord | None]):
 
     def _say(self, where: str, text: str, kind: str = "") -> None:
         message = self.query_one(where, Static)
-        message.update(escape(with_keys(text, LOGIN)))  # errors quote user ids and provider text: never markup
+        # Errors quote user ids and provider text: never markup. Their hints name this screen's keys.
+        message.update(escape(with_keys(text, LOGIN)))
         message.set_class(kind == "error", "-error")
         message.set_class(kind == "ok", "-ok")
 
