@@ -24,7 +24,7 @@ from .config import Settings, load_settings
 from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn, NotYetStored, OAuthError,
                      StaleWrite, StorageError, TransientOAuthError)
 from .journal import RescueJournal
-from .store import AuditEvent, Hierarchy, PendingLogin, TierHealth, build_store
+from .store import AuditEvent, Changes, Hierarchy, PendingLogin, TierHealth, build_store
 from .tokens import Status, TokenRecord, format_span, token_status
 from .logs import redact
 from .users import fix_command, resolve_user
@@ -739,6 +739,17 @@ class AuthService:
         """Every user a page at a time (tokens ``HIDDEN``): an async iterator of lists, a short
         first page then long ones, so a face shows the first rows before the last arrive."""
         return self.store.list_pages(page_size, first=first)
+
+    async def change_cursor(self):
+        """Where ``changes_since`` starts: take it *before* a full listing, so nothing written
+        while the listing runs is missed. ``None``: the store cannot watch (list every time)."""
+        return await self.store.change_cursor()
+
+    async def changes_since(self, cursor) -> Changes:
+        """The users changed or deleted since ``cursor`` (tokens ``HIDDEN``), and the next
+        cursor; ``everything``: list again. On PostgreSQL one round trip, on the file one
+        ``stat``; every replica's writes are seen."""
+        return await self.store.changes_since(cursor)
 
     async def audit_trail(self, user_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
         return await self.store.audit_trail(user_id, limit)

@@ -7,7 +7,9 @@ with CI=true it fails them, so a green CI run always means the servers were exer
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import tempfile
 import time
 import uuid
 
@@ -35,6 +37,46 @@ def require_server(what: str, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true requires it)")
     pytest.skip(message)
+
+
+# -- running in parallel (pytest-xdist) -------------------------------------------------------
+# Each worker is its own process with its own emulator (session fixture), and every test makes
+# its own database, key prefix and tmp_path, so tests share nothing but the servers. A test
+# marked ``serial`` (it measures time) must still run alone: it takes a lock the other workers'
+# tests hold shared, so they wait while it runs.
+
+@contextlib.contextmanager
+def _flock(path: str, mode: int):
+    with open(path, "a") as handle:
+        fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _turn(serial: bool):
+    """A readers-writer lock over the run's workers; the turnstile keeps a serial test from starving."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # not under xdist: the tests run one by one anyway
+        yield
+        return
+    base = os.path.join(tempfile.gettempdir(), f"cc-pytest-{run}")
+    if serial:
+        with _flock(f"{base}.turnstile", fcntl.LOCK_EX), _flock(f"{base}.tests", fcntl.LOCK_EX):
+            yield
+        return
+    with contextlib.ExitStack() as held:
+        with _flock(f"{base}.turnstile", fcntl.LOCK_EX):
+            held.enter_context(_flock(f"{base}.tests", fcntl.LOCK_SH))
+        yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    with _turn(item.get_closest_marker("serial") is not None):
+        return (yield)
 
 
 @pytest.fixture(autouse=True)

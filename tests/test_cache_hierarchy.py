@@ -17,6 +17,8 @@ from console.crypto import generate_key
 from console.errors import NotLoggedIn
 from console.service import AuthService
 
+from support.waiting import wait_for
+
 pytestmark = pytest.mark.redis
 
 HAVE_POSTGRES = importlib.util.find_spec("console.store.postgres") is not None
@@ -63,15 +65,6 @@ async def raw(redis_url):
     client = aioredis.from_url(redis_url[0])
     yield client
     await client.aclose()
-
-
-async def eventually(check, timeout: float = 3.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.02)
 
 
 async def test_reads_from_redis_carry_source_and_version(replicas, login):
@@ -132,8 +125,8 @@ async def test_a_write_on_one_replica_evicts_the_others_memory(replicas, login):
     assert await b.get_access_token("alice") == first      # served from b's memory
     refreshed = await a.refresh("alice")
     assert refreshed.access_token != first
-    seen = await eventually(lambda: _equals(b.get_access_token("alice"), refreshed.access_token))
-    assert seen, "b kept serving the old token from memory after a's write"
+    await wait_for(lambda: _equals(b.get_access_token("alice"), refreshed.access_token), 3.0,
+                   what="b to stop serving the old token from memory after a's write")
 
     await a.logout("alice")
 
@@ -144,7 +137,7 @@ async def test_a_write_on_one_replica_evicts_the_others_memory(replicas, login):
             return True
         return False
 
-    assert await eventually(gone), "b kept serving a token after a's logout"
+    await wait_for(gone, 3.0, what="b to stop serving a token after a's logout")
 
 
 async def _equals(coro, expected) -> bool:
@@ -173,6 +166,7 @@ async def test_stale_cache_never_returned_after_a_refresh(replicas, login, emula
     assert emulator.stats()["refresh_requests"] == 2
 
 
+@pytest.mark.serial  # measures time: not beside another worker's load
 async def test_redis_down_service_serves_from_the_lower_tier(replicas, login):
     (svc,) = replicas(1, redis_url="redis://127.0.0.1:1/0")
     saved = await login(svc, "alice")                    # the write lands in the primary
@@ -246,7 +240,7 @@ async def test_redis_stopping_mid_run_then_coming_back(replicas, login, redis_ur
         await proxy.start()                                  # same port: Redis is back
         await asyncio.sleep(0.25)
         assert {h.name: h.state for h in await svc.health()}["redis"] == "up"
-        assert await eventually(lambda: _source_is(svc, "alice", "redis"))
+        await wait_for(lambda: _source_is(svc, "alice", "redis"), 3.0, what="reads from Redis again")
     finally:
         with contextlib.suppress(Exception):
             await proxy.stop()

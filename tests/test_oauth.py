@@ -144,6 +144,7 @@ async def test_429_with_retry_after_then_success(settings, emulator):
     await client.aclose()
 
 
+@pytest.mark.serial  # measures time: not beside another worker's load
 async def test_429_asking_for_longer_than_the_cap_gives_up_at_once(settings, emulator):
     client, first = await _tokens(settings, emulator)
     emulator.state.add_fault("refresh", 429, count=1, retry_after=120)

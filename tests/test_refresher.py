@@ -13,6 +13,8 @@ from console.config import load_settings
 from console.refresher import run_once, start
 from console.service import AuthService
 
+from support.waiting import wait_for
+
 pytestmark = pytest.mark.postgres
 
 TOKENS = '"LiteLLM_ClaudeOAuthTokens"'
@@ -139,16 +141,17 @@ async def test_a_refresh_elsewhere_after_the_claim_is_not_repeated(pg_env, db, e
         await service.aclose()
 
 
+async def _refreshed(service, user_id: str) -> bool:
+    return (await service.get_record(user_id)).refresh_count == 1
+
+
 async def test_start_runs_in_the_background_until_stopped(pg_env, db, emulator, login):
     service = AuthService(load_settings())
     try:
         await login(service, "alice")
         await expire_in(db, ["alice"], 60)
         stop = await start(service, interval=0.05)
-        for _ in range(100):
-            if (await service.get_record("alice")).refresh_count == 1:
-                break
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: _refreshed(service, "alice"), 5.0, what="the background refresh")
         await stop()
         assert (await service.get_record("alice")).refresh_count == 1
     finally:

@@ -23,6 +23,8 @@ from console.journal import SLOT_SIZE, RescueJournal
 from console.service import AuthService
 from console.tokens import TokenRecord
 
+from support.waiting import wait_for_sync
+
 WORKER = Path(__file__).with_name("rescue_worker.py")
 
 
@@ -79,12 +81,9 @@ async def _start_worker(env: dict[str, str]):
 
 def _wait_for_rotation(emulator, before: int, timeout: float = 20.0) -> float:
     """Poll the provider until it has rotated (answered a refresh); returns that moment."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if emulator.stats()["refresh_ok"] > before:
-            return time.monotonic()
-        time.sleep(0.0005)
-    raise AssertionError("the worker never refreshed")
+    wait_for_sync(lambda: emulator.stats()["refresh_ok"] > before, timeout, what="the worker to refresh",
+                  interval=0.0005)
+    return time.monotonic()
 
 
 async def _kill_scan(env: dict[str, str], emulator, login, offsets: list[float], delay: float) -> dict:

@@ -38,11 +38,23 @@ class PolledPage(Message):
 
 
 class Polled(Message):
-    """The listing is complete: every user id seen, the storage health, and what it cost."""
+    """The listing is complete: every user id seen, the storage health, what it cost, and the
+    change cursor taken before it (``None``: the store cannot say what changed)."""
 
-    def __init__(self, user_ids: set[str], health: list, seconds: float) -> None:
+    def __init__(self, user_ids: set[str], health: list, seconds: float, cursor=None) -> None:
         super().__init__()
         self.user_ids = user_ids
+        self.health = health
+        self.seconds = seconds
+        self.cursor = cursor
+
+
+class PolledChanges(Message):
+    """Only what changed since the last poll (``health`` is ``None`` when not re-read)."""
+
+    def __init__(self, changes, health: list | None, seconds: float) -> None:
+        super().__init__()
+        self.changes = changes
         self.health = health
         self.seconds = seconds
 
@@ -73,6 +85,8 @@ class WorkDone(Message):
 FIRST_PAGE = 1000         # users in the first listing page: painted at once
 PAGE_SIZE = 20000         # users per later page
 POLL_COST_FACTOR = 4.0    # wait at least this many times as long as the last poll took
+WATCH_EVERY = 0.5         # a store that says what changed is asked this often (changes show within 1 s)
+HEALTH_EVERY = 30.0       # while only changes are read, storage health is re-read this often
 
 _SORT_BINDINGS = [Binding(str(i), f"sort('{c.key}')", f"Sort: {c.title.lower()}", show=False,
                           tooltip=f"Sort by {c.title.lower()} (again: reverse)")
@@ -113,6 +127,9 @@ class BoardScreen(Screen[None]):
         self._bulk: Worker | None = None
         self._bulk_last_post = 0.0
         self._away = False
+        self._cursor = None            # the store's change cursor: polls read only what changed
+        self._health: list = []
+        self._health_at = float("-inf")
 
     # -- layout ------------------------------------------------------------------------
 
@@ -173,10 +190,22 @@ class BoardScreen(Screen[None]):
 
     @work(group="poll", exit_on_error=False)
     async def _poll(self) -> None:
+        """Read what changed since the last poll; list everyone only the first time, or when
+        the store cannot say (a restore, the token file rewritten, a cursor too old)."""
         service = self.app.service
         started = time.monotonic()
         seen: set[str] = set()
         try:
+            cursor = self._cursor
+            if cursor is not None:
+                changes = await service.changes_since(cursor)
+                if not changes.everything:
+                    health = await service.health() if started - self._health_at >= HEALTH_EVERY else None
+                    self.post_message(PolledChanges(changes, health, time.monotonic() - started))
+                    return
+                cursor = changes.cursor
+            else:   # taken before the listing: whatever is written while it runs is read next time
+                cursor = await service.change_cursor()
             async for page in service.iter_users(PAGE_SIZE, first=FIRST_PAGE):
                 seen.update(record.user_id for record in page)
                 self.post_message(PolledPage(page))
@@ -184,7 +213,7 @@ class BoardScreen(Screen[None]):
         except Exception as exc:  # every failure is one line in a notification
             self.post_message(PollFailed(reason(exc)))
         else:
-            self.post_message(Polled(seen, health, time.monotonic() - started))
+            self.post_message(Polled(seen, health, time.monotonic() - started, cursor))
 
     def _poll_finished(self, seconds: float = 0.0) -> None:
         self._polling = False
@@ -193,7 +222,10 @@ class BoardScreen(Screen[None]):
             self.poll_now()
         else:
             # A store that takes long to list is polled less often: the UI keeps most of the CPU.
-            self.poll_later(max(self.app.refresh_interval, POLL_COST_FACTOR * seconds))
+            # One that says what changed is asked often: an idle ask is one cheap round trip.
+            every = self.app.refresh_interval if self._cursor is None \
+                else min(self.app.refresh_interval, WATCH_EVERY)
+            self.poll_later(max(every, POLL_COST_FACTOR * seconds))
 
     @on(PolledPage)
     def _apply_page(self, message: PolledPage) -> None:
@@ -211,10 +243,30 @@ class BoardScreen(Screen[None]):
                 board.set_records([])
             board.retain(message.user_ids)
             self.query_one(HealthBar).show(message.health, board.counts())
+        self._cursor = message.cursor
+        self._health, self._health_at = message.health, time.monotonic()
+        self._readable_again()
+        # Watching, the next poll reads only what changed: the listing's cost says nothing of it.
+        self._poll_finished(message.seconds if self._cursor is None else 0.0)
+
+    @on(PolledChanges)
+    def _apply_changes(self, message: PolledChanges) -> None:
+        board, changes = self.board, message.changes
+        with self.app.batch_update():
+            changed = board.set_records(changes.records, complete=False)
+            changed = board.remove(changes.removed) or changed
+            if message.health is not None:
+                self._health, self._health_at = message.health, time.monotonic()
+            if changed or message.health is not None:
+                self.query_one(HealthBar).show(self._health, board.counts())
+        self._cursor = changes.cursor
+        self._readable_again()
+        self._poll_finished(message.seconds)
+
+    def _readable_again(self) -> None:
         if self._last_poll_error is not None:
             self._last_poll_error = None
             self.notify("storage is readable again")
-        self._poll_finished(message.seconds)
 
     @on(PollFailed)
     def _poll_failed(self, message: PollFailed) -> None:

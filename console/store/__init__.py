@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ..config import Settings
 from ..crypto import Keyring
-from .base import AuditEvent, PendingLogin, Tier, TierHealth
+from .base import AuditEvent, Changes, PendingLogin, Tier, TierHealth
 from .hierarchy import Hierarchy
 
-__all__ = ["AuditEvent", "PendingLogin", "Tier", "TierHealth", "Hierarchy", "build_store"]
+__all__ = ["AuditEvent", "Changes", "PendingLogin", "Tier", "TierHealth", "Hierarchy", "build_store"]
 
 
 def build_store(settings: Settings, keyring: Keyring | None = None) -> Hierarchy:

@@ -87,6 +87,21 @@ class RotationReport:
         return not self.unreadable
 
 
+@dataclass
+class Changes:
+    """What changed in a tier since a cursor (``Tier.changes_since``).
+
+    ``everything``: the tier cannot say which users changed (a restore, a file rewritten, a
+    cursor too old): list it again. Otherwise ``records`` are the changed users (tokens
+    ``HIDDEN``) and ``removed`` the users deleted. ``cursor`` is what to ask with next time.
+    """
+
+    cursor: Any
+    records: list[TokenRecord] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    everything: bool = False
+
+
 class Tier:
     """One storage tier. Methods raise ``TierUnavailable`` when the backend is down.
 
@@ -116,6 +131,7 @@ class Tier:
     CAN_APPEND_AUDIT_MANY = False  # append_audit_many: many audit events in one write
     CAN_ROTATE_KEYS = False       # rotate_keys: re-encrypt everything to the first key
     CAN_MIGRATE = False           # migrate, schema_version: a schema of its own
+    CAN_WATCH = False             # change_cursor, changes_since: only what changed, cheaply
 
     async def get(self, user_id: str) -> TokenRecord | None:
         raise NotImplementedError
@@ -212,6 +228,14 @@ class Tier:
     async def delete_many(self, user_ids: list[str]) -> None:
         """(caches) Drop many users, on every replica."""
         raise self._lacks("drop many users")
+
+    async def change_cursor(self) -> Any:
+        """A cursor for ``changes_since``, taken before a full listing."""
+        raise self._lacks("say what changed")
+
+    async def changes_since(self, cursor: Any) -> "Changes":
+        """The users changed since ``cursor`` (see ``Changes``)."""
+        raise self._lacks("say what changed")
 
     def listen(self, callback: Callable[[str | None], Any]) -> None:
         """(caches) Call ``callback(user_id)`` when another process changes a user."""

@@ -21,7 +21,7 @@ from ..crypto import Keyring, is_encrypted
 from ..errors import CryptoError, NoKeyConfigured, StaleWrite, StorageCorrupt, StorageError
 from ..tokens import HIDDEN, BadValue, TokenRecord, check_values, parse_expires_at
 from ..users import fix_command
-from .base import AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN
+from .base import AuditEvent, Changes, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN
 from .fsutil import (FULL, async_file_lock, atomic_write, check_private_file, ensure_private_dir,
                      file_lock, sweep_temp_files)
 
@@ -38,7 +38,7 @@ def _digest(text: str) -> str:
 class FileTier(Tier):
     name = "file"
     writable = True
-    IS_FALLBACK = REWRITES_WHOLE = CAN_PUT_MANY = CAN_ROTATE_KEYS = True
+    IS_FALLBACK = REWRITES_WHOLE = CAN_PUT_MANY = CAN_ROTATE_KEYS = CAN_WATCH = True
 
     def __init__(self, path: Path | str, keyring: Keyring | None = None) -> None:
         self.path = Path(os.path.expanduser(str(path)))
@@ -143,6 +143,25 @@ class FileTier(Tier):
                 unreadable[uid] = exc.message.rsplit(": ", 1)[-1]
         self.unreadable = unreadable
         return records
+
+    # -- watching: every write replaces the file, so its inode, mtime and size say "changed" --
+
+    def _stamp(self) -> tuple:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return ("absent",)
+        except OSError as exc:
+            raise StorageError(f"cannot read token file {self.path}: {exc.strerror}") from None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    async def change_cursor(self) -> tuple:
+        return self._stamp()
+
+    async def changes_since(self, cursor: tuple) -> Changes:
+        """One ``stat``: nothing changed, or list again (the file is read whole anyway)."""
+        stamp = self._stamp()
+        return Changes(stamp, everything=stamp != cursor)
 
     def raw_entries(self) -> dict[str, dict[str, Any]]:
         """Stored entries without decrypting (listing, backups of ciphertext)."""

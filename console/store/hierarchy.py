@@ -13,9 +13,9 @@ import logging
 from typing import AsyncIterator
 
 from ..errors import StorageError, TierUnavailable
-from ..tokens import TokenRecord
+from ..tokens import HIDDEN, TokenRecord
 from ..users import fix_command
-from .base import UP, AuditEvent, PendingLogin, Tier, TierHealth
+from .base import UP, AuditEvent, Changes, PendingLogin, Tier, TierHealth
 
 log = logging.getLogger("console.store")
 
@@ -133,6 +133,36 @@ class Hierarchy:
                 if tier is self.primary:
                     raise
                 self._skip(tier, exc)
+
+    # -- watching: what changed since a cursor (the primary's feed) ----------------------
+
+    async def change_cursor(self):
+        """Take before a full listing; ``None`` when the primary cannot say what changed."""
+        return await self.primary.change_cursor() if self.primary.CAN_WATCH else None
+
+    async def changes_since(self, cursor) -> Changes:
+        if cursor is None or not self.primary.CAN_WATCH:
+            return Changes(None, everything=True)
+        changes = await self.primary.changes_since(cursor)
+        if changes.removed and not changes.everything:
+            # Gone from the primary, a user may still be in a lower tier (the environment).
+            lower = [t for t in self.backends if t is not self.primary]
+            still: list[TokenRecord] = []
+            for uid in changes.removed:
+                for tier in lower:
+                    try:
+                        record = await tier.get(uid)
+                    except TierUnavailable:
+                        continue
+                    if record is not None:
+                        still.append(record.evolve(access_token=HIDDEN, refresh_token=HIDDEN
+                                                   if record.refresh_token else None))
+                        break
+            if still:
+                kept = {r.user_id for r in still}
+                changes.records.extend(still)
+                changes.removed = [uid for uid in changes.removed if uid not in kept]
+        return changes
 
     # -- writes ------------------------------------------------------------------------
 

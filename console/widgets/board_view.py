@@ -10,10 +10,10 @@ from __future__ import annotations
 import gc
 import itertools
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
-from itertools import compress, repeat
+from itertools import accumulate, compress, repeat
 from typing import Callable, Iterable
 
 from rich.cells import cell_len, set_cell_size
@@ -178,6 +178,40 @@ _PACK_EVERY = 0.01
 _PACK_SETTLE = 0.3   # after a bulk change: wait for the next page of a load, if one is coming
 # A change this large is a (re)load: afterwards the rows are frozen out of the cyclic collector.
 _BULK = 5000
+# Queries recently filtered for, with their rows, while the data and order stay the same:
+# erasing a character back to an earlier query costs a lookup.
+_RECENT = 64
+# A term in more than this share of the rows is tested row by row (one C-level map) instead:
+# mapping thousands of hits back one by one costs more than testing every row.
+_COMMON = 0.05
+
+
+class _TextIndex:
+    """Every row's search text joined by newlines, and where each row starts.
+
+    A term never holds whitespace (the query is split on it), so it can never match across
+    the newline between two rows. ``rows(term)`` is the ascending rows that hold ``term``,
+    or ``None`` when the term is too common for this index to be the faster way.
+    """
+
+    __slots__ = ("blob", "starts", "limit")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.blob = "\n".join(texts) + "\n"
+        self.starts = list(accumulate(map((1).__add__, map(len, texts)), initial=0))
+        self.limit = max(64, int(len(texts) * _COMMON))
+
+    def rows(self, term: str) -> list[int] | None:
+        find, starts, limit = self.blob.find, self.starts, self.limit
+        hits: list[int] = []
+        at = find(term)
+        while at >= 0:
+            row = bisect_right(starts, at) - 1
+            hits.append(row)
+            if len(hits) > limit:
+                return None
+            at = find(term, starts[row + 1])
+        return hits
 
 
 class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
@@ -232,6 +266,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._counts: dict[Status, int] = {s: 0 for s in Status}
         self._order: list[str] = []
         self._order_text: list[str] = []
+        self._index: _TextIndex | None = None     # the order's texts joined (built when filtering)
+        self._recent: dict = {}                   # (query, reversed) -> (ids, texts), see _RECENT
         self._view: list[str] = []
         self._view_text: list[str] = []
         self._filter = ""
@@ -374,6 +410,13 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             self._apply([], removed)
         return bool(removed)
 
+    def remove(self, user_ids: Iterable[str]) -> bool:
+        """Drop these users (deleted elsewhere); returns whether any was shown."""
+        removed = [uid for uid in dict.fromkeys(user_ids) if uid in self._records]
+        if removed:
+            self._apply([], removed)
+        return bool(removed)
+
     def set_filter(self, text: str) -> None:
         text = text.strip()
         if text == self._filter:
@@ -396,6 +439,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 keys[uid] = key_of(uid)
             self._order = sorted(self._records, key=self._key)
             self._order_text = [self._text[uid] for uid in self._order]
+            self._order_changed()
             self._pack_soon()
         self._sort_reverse = reverse
         self._filtered_from = None
@@ -463,6 +507,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 fresh = sorted(rest + fresh, key=self._key)
             self._order = fresh
             self._order_text = [text[uid] for uid in fresh]
+            self._order_changed()
             self._pack_soon(settle=_PACK_SETTLE)
         self._filtered_from = None
         self._refilter()
@@ -507,6 +552,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             timer.stop()
             if self._view_text is not texts:  # a filtered view still holds the old copies
                 self._view_text = [self._text[uid] for uid in self._view]
+            if self._index is None and len(texts) > _PACK_CHUNK:   # ready before the first keystroke
+                self._index = _TextIndex(texts)
             return
         # The order and its texts always move together, so the two slices correspond; a row
         # moved meanwhile is at worst left unpacked.
@@ -524,10 +571,12 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         if i >= len(order) or order[i] != uid:
             i = order.index(uid)
         del order[i], self._order_text[i]
+        self._order_changed()
 
     def _place(self, uid: str) -> None:
         i = bisect_left(self._order, self._keys[uid], key=self._key)
         self._order.insert(i, uid)
+        self._order_changed()
         self._order_text.insert(i, self._text[uid])
 
     def _refilter(self) -> None:
@@ -535,10 +584,16 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         terms = query.split()
         narrowing = bool(terms) and self._filtered_from is not None and self._filtered_from != "" \
             and query.startswith(self._filtered_from)
+        recent = self._recent
+        hit = recent.get((query, self._sort_reverse)) if terms else None
+        if hit is not None:
+            self._view, self._view_text = hit
+            self._filtered_from = query
+            return
         if narrowing:  # a longer query only narrows: start from the current view
             ids, texts = self._view, self._view_text
         else:
-            ids, texts = self._order, self._order_text
+            ids, texts, terms = self._indexed(terms) if terms else (self._order, self._order_text, terms)
         for term in terms:
             keep = list(map(str.__contains__, texts, repeat(term)))
             if keep.count(False):   # (a term every row has, like "@", changes nothing)
@@ -547,6 +602,33 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             ids, texts = ids[::-1], texts[::-1]
         self._view, self._view_text = ids, texts
         self._filtered_from = query
+        if query:
+            if len(recent) > _RECENT:
+                del recent[next(iter(recent))]
+            recent[(query, self._sort_reverse)] = (ids, texts)
+
+    def _order_changed(self) -> None:
+        """The order or a row's text changed: the joined text and the recent results are stale."""
+        self._index = None
+        self._recent.clear()
+
+    def _indexed(self, terms: list[str]) -> tuple[list[str], list[str], list[str]]:
+        """The rows of the whole order that hold the rarest term (found in the joined text),
+        and the terms left to test row by row."""
+        rare = sorted((t for t in terms if len(t) >= 3), key=len, reverse=True)   # longer: rarer
+        if not rare:   # one or two characters are in most rows: testing each row is faster
+            return self._order, self._order_text, terms
+        index = self._index
+        if index is None:
+            index = self._index = _TextIndex(self._order_text)
+        for term in rare:
+            rows = index.rows(term)
+            if rows is not None:
+                order, texts = self._order, self._order_text
+                rest = list(terms)
+                rest.remove(term)
+                return [order[r] for r in rows], [texts[r] for r in rows], rest
+        return self._order, self._order_text, terms
 
     def _after_view_change(self) -> None:
         self._place_cursor()

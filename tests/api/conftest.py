@@ -6,8 +6,6 @@ so each test also checks that no endpoint ever leaks one.
 
 from __future__ import annotations
 
-import importlib.util
-
 import httpx
 import pytest
 
@@ -15,10 +13,7 @@ from console.api import create_api
 from console.crypto import generate_key
 from console.service import AuthService
 
-from .helpers import KEY, ApiServer, scan_response
-
-HAVE_POSTGRES = importlib.util.find_spec("console.store.postgres") is not None
-
+from .helpers import HAVE_POSTGRES, KEY, ApiServer, scan_response
 
 @pytest.fixture(params=["file", "postgres"])
 def backend(request) -> str:

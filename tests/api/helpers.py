@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import socket
 import threading
@@ -9,8 +10,12 @@ import time
 
 import uvicorn
 
+from support.waiting import wait_for_sync
+
+HAVE_POSTGRES = importlib.util.find_spec("console.store.postgres") is not None
 KEY = "sk-test-master-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+START, EXCHANGE, STATUS = "/auth/claude/oauth/start", "/auth/claude/oauth/exchange", "/auth/claude/oauth/status"
 # Any Anthropic access or refresh token (the emulator issues sk-ant-oat01-... and sk-ant-ort01-...),
 # masked or not: the API shows neither, in any form.
 TOKEN_RE = re.compile(r"sk-ant-o[ar]t")
@@ -53,12 +58,15 @@ class ApiServer:
 
         self._thread = threading.Thread(target=run, name="api-server", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+        started = False
+        try:
+            wait_for_sync(lambda: self._server.started or not self._thread.is_alive(), timeout,
+                          what=f"the API server to start on {self.url}", interval=0.01)
+            started = self._server.started
+        finally:
+            if not started:
                 self.stop()
-                raise RuntimeError(f"the API server did not start on {self.url}")
-            time.sleep(0.01)
+        assert started, f"the API server stopped before it started on {self.url}"
         return self
 
     def stop(self) -> None:
@@ -110,18 +118,23 @@ class ServeProcess:
         self.url = match.group(1)
         self.log = [line]
         threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def live() -> bool:
             try:
                 with urllib.request.urlopen(f"{self.url}/health?probe=live", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
+                    return resp.status == 200
             except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return self.proc.poll() is not None  # exited: stop waiting
+
+        answered = False
+        try:
+            wait_for_sync(live, timeout, what=f"serve at {self.url} to answer", interval=0.05)
+            answered = self.proc.poll() is None
+        finally:
+            if not answered:
                 self.stop()
-                raise RuntimeError(f"serve at {self.url} never answered")
-            time.sleep(0.05)
+        assert answered, f"serve at {self.url} exited before it answered: {self.log}"
+        return self
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc is None:

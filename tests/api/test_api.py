@@ -21,9 +21,8 @@ from console.errors import (ConsoleError, CryptoError, InvalidGrant, LoginError,
                             NotLoggedIn, OAuthError, RateLimited, StaleWrite, StorageCorrupt,
                             TierUnavailable, TransientOAuthError, UsageError)
 
-from .helpers import AUTH, KEY, assert_no_tokens, login_via_api
+from .helpers import AUTH, EXCHANGE, KEY, START, STATUS, assert_no_tokens, login_via_api
 
-START, EXCHANGE, STATUS = "/auth/claude/oauth/start", "/auth/claude/oauth/exchange", "/auth/claude/oauth/status"
 REFRESH, LOGOUT, USERS = "/auth/claude/oauth/refresh", "/auth/claude/oauth/logout", "/auth/claude/users"
 PROTECTED = [("GET", START), ("POST", EXCHANGE), ("GET", STATUS), ("POST", REFRESH), ("POST", LOGOUT),
              ("GET", USERS), ("GET", "/metrics"), ("GET", "/openapi.json")]

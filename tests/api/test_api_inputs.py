@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import AUTH
-from .test_api import EXCHANGE
+from .helpers import AUTH, EXCHANGE
 
 
 @pytest.mark.parametrize("content,status,words", [

@@ -14,8 +14,9 @@ import pytest
 from console.crypto import generate_key
 from console.service import AuthService
 
-from .conftest import HAVE_POSTGRES
-from .helpers import AUTH, KEY, ServeProcess, assert_no_tokens, scan_response
+from support.waiting import wait_for
+
+from .helpers import AUTH, HAVE_POSTGRES, KEY, ServeProcess, assert_no_tokens, scan_response
 
 pytestmark = pytest.mark.e2e
 HOOKS = {"response": [scan_response]}  # every response is scanned for tokens
@@ -114,12 +115,12 @@ async def test_serve_with_refresher_refreshes_an_expiring_user_in_the_background
     emulator.state.configure(access_ttl=3600)
     with ServeProcess(_env(LITELLM_MASTER_KEY=KEY), "--refresher") as server:
         async with httpx.AsyncClient(headers=AUTH, timeout=10, event_hooks=HOOKS) as client:
-            for _ in range(200):
+            async def refreshed() -> dict | None:
                 report = (await client.get(f"{server.url}/auth/claude/oauth/status",
                                            params={"user_id": "idle"})).json()
-                if report["refresh_count"] == 1:
-                    break
-                await asyncio.sleep(0.05)
+                return report if report["refresh_count"] == 1 else None
+
+            report = await wait_for(refreshed, 10.0, what="the refresher to refresh user idle")
             metrics = (await client.get(f"{server.url}/metrics")).text
     assert report["refresh_count"] == 1 and report["status"] == "active"
     assert emulator.stats()["refresh_requests"] == 1

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,8 @@ import yaml
 
 from console.config import load_settings
 from console.crypto import Keyring
+
+from support.waiting import wait_for_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"LITELLM_MASTER_KEY": "sk-deploy-test-key", "POSTGRES_PASSWORD": "pw",
@@ -210,12 +211,15 @@ def test_dockerfile_install_and_start_commands_work_in_a_fresh_venv(tmp_path):
     server = subprocess.Popen(cmd, env=run_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            probe = subprocess.run(health, env=run_env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
-            if probe.returncode == 0 or time.monotonic() > deadline or server.poll() is not None:
-                break
-            time.sleep(0.2)
+        last: list[subprocess.CompletedProcess] = []
+
+        def answered() -> bool:
+            last[:] = [subprocess.run(health, env=run_env, cwd=tmp_path, capture_output=True, text=True, timeout=30)]
+            return last[0].returncode == 0 or server.poll() is not None
+
+        wait_for_sync(answered, 30.0, what="the image's health check to pass", interval=0.2,
+                      show=lambda: f"{last[0].stdout}{last[0].stderr}")
+        probe = last[0]
         assert probe.returncode == 0, (probe.stdout, probe.stderr)
         assert "file" in probe.stdout
     finally:

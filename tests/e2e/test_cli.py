@@ -19,7 +19,7 @@ import pytest
 from console.crypto import generate_key, key_id
 from console.emulator.state import DEFAULT_CLIENT_ID, OAuthError as EmulatorOAuthError
 
-from .conftest import SCRIPT, TOKEN_RE, Result, StoredTokens
+from .helpers import SCRIPT, TOKEN_RE, Result, StoredTokens
 
 pytestmark = pytest.mark.e2e
 

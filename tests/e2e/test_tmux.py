@@ -7,6 +7,7 @@ Every wait is bounded, the tmux server has a socket of its own and is killed at 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,12 +18,13 @@ import sys
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from .conftest import SCRIPT
+from support.waiting import wait_for_sync
+
+from .helpers import SCRIPT
 
 pytestmark = pytest.mark.e2e
 
@@ -73,15 +75,16 @@ class Tmux:
         return self.run("capture-pane", "-p", "-e", "-t", "e2e", check=False)
 
     def wait_for(self, predicate, what: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
+        def seen() -> str | None:
             text = self.screen()
             if predicate(text):
                 return text
-            if "APP EXITED" in text or time.monotonic() > deadline:
-                raise AssertionError(f"waiting for {what}: not seen within {timeout:.0f}s; "
-                                     f"the terminal shows:\n{text}")
-            time.sleep(0.2)
+            if "APP EXITED" in text:
+                raise AssertionError(f"waiting for {what}: the app exited; the terminal shows:\n{text}")
+            return None
+
+        return wait_for_sync(seen, timeout, what=what, show=lambda: f"the terminal shows:\n{self.screen()}",
+                             interval=0.2)
 
     def stop(self, quit_keys: tuple[str, ...], timeout: float = 10.0) -> None:
         """Quit the app with its own keys (so it cleans up), then kill the server and its socket."""
@@ -89,9 +92,8 @@ class Tmux:
             for key in quit_keys:  # one at a time: "Escape q" sent together reads as alt+q
                 self.keys(key)
                 time.sleep(0.3)
-            deadline = time.monotonic() + timeout
-            while "APP EXITED" not in self.screen() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            with contextlib.suppress(AssertionError):  # the server is killed below in any case
+                wait_for_sync(lambda: "APP EXITED" in self.screen(), timeout, what="the app to exit", interval=0.2)
         finally:
             self.run("kill-server", check=False)
             folder = os.environ.get("TMUX_TMPDIR") or "/tmp"
@@ -253,11 +255,8 @@ def terminal_cells(captured: str) -> list[list[tuple[str, bool, bool]]]:
 
 
 def _decode_pane(tmux: Tmux) -> list[str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tui"))  # the pixel renderer
-    try:
-        from qr_pixels import cells_image, decode, with_margin
-    finally:
-        sys.path.pop(0)
+    from support.qr_pixels import cells_image, decode, with_margin  # needs zxing-cpp and pillow
+
     return decode(cells_image(with_margin(terminal_cells(tmux.screen_with_colours()))))
 
 

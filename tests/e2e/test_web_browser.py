@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import SCRIPT
+from .helpers import SCRIPT
 
 pytestmark = pytest.mark.e2e
 

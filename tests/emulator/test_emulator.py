@@ -22,6 +22,8 @@ import pytest
 from console.emulator import EmulatorServer, EmulatorState, create_app
 from console.emulator.state import DEFAULT_CLIENT_ID, s256
 
+from support.waiting import wait_for_sync
+
 RFC_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 RFC_CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 BETA = {"anthropic-beta": "oauth-2025-04-20"}
@@ -504,6 +506,7 @@ def test_5xx_faults_and_targets(emu, client):
     assert client.post("/_emulator/faults", json={"endpoint": "token"}).status_code == 400
 
 
+@pytest.mark.serial  # measures time: not beside another worker's load
 def test_latency_delays_oauth_responses_not_control(emu, client):
     tok = login(emu, client)
     client.post("/_emulator/config", json={"latency_ms": 200})
@@ -597,6 +600,7 @@ def test_server_lifecycle_and_shared_state():
     assert create_app().state.emulator is not None
 
 
+@pytest.mark.serial  # measures time: not beside another worker's load
 def test_sequential_refresh_throughput(emu, client):
     tok = login(emu, client)
     rt = tok["refresh_token"]
@@ -636,14 +640,14 @@ def test_main_prints_banner_and_stops_on_ctrl_c():
         text = "".join(lines)
         assert "EMULATOR" in text and "NOT Claude" in text, text
         assert base, text
-        for _ in range(100):
+
+        def healthy() -> bool:
             try:
-                if httpx.get(base + "/_emulator/health").status_code == 200:
-                    break
+                return httpx.get(base + "/_emulator/health").status_code == 200
             except httpx.TransportError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("emulator did not come up")
+                return False
+
+        wait_for_sync(healthy, 5.0, what="the emulator to come up", interval=0.05)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:

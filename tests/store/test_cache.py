@@ -12,6 +12,8 @@ from console.errors import TierUnavailable
 from console.store.cache import RedisCacheTier
 from console.tokens import TokenRecord
 
+from support.waiting import wait_for
+
 pytestmark = pytest.mark.redis
 
 BUFFER = 300.0
@@ -196,6 +198,7 @@ async def test_delete_many_tombstones_and_tells_every_replica(make_tier):
     await wait_for(lambda: sorted(u for u in heard if u) == users, timeout=5)
 
 
+@pytest.mark.serial  # measures time: not beside another worker's load
 async def test_redis_down_fails_fast_and_health_says_down(make_tier):
     tier = make_tier(url="redis://127.0.0.1:1/0", retry_after=30)
     started = time.perf_counter()
@@ -216,14 +219,6 @@ async def test_health_is_up_and_names_no_password(make_tier):
     down = make_tier(url="redis://:hunter2-secret@127.0.0.1:1/3")
     assert "hunter2-secret" not in (await down.health()).detail
     assert down.where == "redis://127.0.0.1:1/3"
-
-
-async def wait_for(condition, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def test_settings_reach_the_tier(tmp_path):

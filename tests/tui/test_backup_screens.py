@@ -20,8 +20,8 @@ from console.screens.modals.confirm import ConfirmScreen
 from console.screens.restore import RestoreScreen
 from console.tokens import TokenRecord, format_time
 
-from screen_cells import screen_text
-from test_board import loaded_board, notifications, wait_until
+from support.screen_cells import screen_text
+from support.tui import loaded_board, notifications, wait_until
 
 SIZE = (120, 40)
 WEAK = {"name": "scrypt", "n": 2 ** 10, "r": 8, "p": 1}

@@ -24,28 +24,10 @@ from console.tokens import Status, TokenRecord
 from console.widgets.board_view import BoardView
 from console.widgets.health_bar import HealthBar
 
-from screen_cells import screen_cells, screen_text
+from support.screen_cells import screen_cells, screen_text
+from support.tui import loaded_board, notifications, wait_until
 
 SIZE = (120, 40)
-
-
-async def wait_until(pilot, condition, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{screen_text(pilot.app)}")
-        await pilot.pause(0.02)
-
-
-async def loaded_board(pilot) -> BoardView:
-    board = pilot.app.screen.query_one(BoardView)
-    await wait_until(pilot, lambda: board.loaded, what="the first poll")
-    await pilot.pause()
-    return board
-
-
-def notifications(app) -> list[str]:
-    return [n.message for n in app._notifications]
 
 
 def app_for(service, **kwargs) -> ConsoleApp:
@@ -97,7 +79,7 @@ async def test_refresh_selected_user(service, login, emulator):
 async def test_refresh_all_runs_in_a_worker_with_progress(service, login, emulator):
     for uid in ("u1", "u2", "u3"):
         await login(service, uid)
-    emulator.state.configure(latency_ms=150)
+    emulator.state.configure(latency_ms=1500)  # long enough to see the progress bar on a busy machine
     app = app_for(service)
     async with app.run_test(size=SIZE) as pilot:
         await loaded_board(pilot)

@@ -8,7 +8,6 @@ Also: the store's paged listing that lets the board stream 100 000 users.
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 from textual.app import App
@@ -18,6 +17,8 @@ from console.crypto import generate_key
 from console.service import AuthService
 from console.tokens import TokenRecord, token_status
 from console.widgets.board_view import _PACK_CHUNK, SORT_KEYS, BoardView, _search_text, _sort_key
+
+from support.tui import wait_until
 
 NOW = 1_750_000_000.0
 
@@ -121,10 +122,8 @@ async def test_time_alone_moves_a_row_up_the_urgency_order():
 
 async def packed(pilot, board: BoardView, timeout: float = 5.0) -> None:
     """Wait until no packing of the search texts is scheduled or under way."""
-    deadline = time.monotonic() + timeout
-    while board._pack_timer is not None or board._pack_start is not None:
-        assert time.monotonic() < deadline, "the search texts were never packed"
-        await pilot.pause(0.02)
+    await wait_until(pilot, lambda: board._pack_timer is None and board._pack_start is None,
+                     "the search texts to be packed", timeout)
 
 
 async def test_packed_search_texts_filter_the_same_after_loads_and_sorts():
@@ -185,3 +184,45 @@ async def test_paged_listing_streams_in_user_id_order_without_duplicates(pg_serv
     assert by_id["user-03"].source == "postgres", "the database outranks the file"
     assert all(r.access_token == "<hidden>" for r in by_id.values())
     assert sorted(ids) == sorted(r.user_id for r in await pg_service.list_users())
+
+
+async def test_filter_never_matches_across_two_rows_and_equals_a_scan():
+    """The filter searches one joined text of every row: a term made of one row's end and the
+    next row's start must not match, and every answer equals testing each row on its own,
+    after changes, sorts and erasing back to an earlier query (answers are remembered)."""
+    rng = random.Random(14)
+    clock = Clock()
+    app = Host(clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(BoardView)
+        users = {f"u{i:04d}": make(f"u{i:04d}", rng) for i in range(3000)}
+        board.set_records(list(users.values()))
+        board.sort_by("user")
+        texts = [board._text[uid] for uid in board._order]
+        # The end of each row's text joined to the start of the next: found only across the seam.
+        seams = [a[-3:] + b[:3] for a, b in zip(texts, texts[1:])]
+        seams = [s for s in seams if " " not in s and not any(s in t for t in texts)][:20]
+        assert seams, "the fixture must produce terms that exist only across a row boundary"
+        for seam in seams:
+            board.set_filter(seam)
+            assert board.view == [], f"{seam!r} matched across two rows"
+        queries = ["u00", "u001", "u0012", "u001", "u00", "corp", "corp u02", "ops+u01", "example u1",
+                   "expiring", "needs login", "inference profile", "postgres u2", "zzz", "u", "u0"]
+        for step in range(40):
+            board.set_filter(rng.choice(queries))
+            assert board.view == expected_view(board, clock), f"step {step}: {board.filter_text!r}"
+            action = rng.random()
+            if action < 0.3:
+                for uid in rng.sample(sorted(users), rng.choice([1, 4, 200])):
+                    users[uid] = make(uid, rng, version=users[uid].version + 1,
+                                      account_email=f"{rng.choice(['ops', 'dev'])}+{uid}@corp.example")
+                board.set_records(list(users.values()))
+            elif action < 0.4:
+                board.sort_by(rng.choice(SORT_KEYS))
+            elif action < 0.5:
+                gone = rng.sample(sorted(users), 3)
+                for uid in gone:
+                    del users[uid]
+                board.remove(gone)
+            assert board.view == expected_view(board, clock), f"step {step} after a change"
+        await pilot.pause()

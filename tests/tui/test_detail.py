@@ -9,22 +9,9 @@ from console.screens.detail import DetailScreen
 from console.tokens import mask
 from console.widgets.board_view import BoardView
 
-from screen_cells import screen_text
-from test_board import loaded_board, notifications, wait_until
-
-SIZE = (120, 50)
-
-
-async def open_detail(pilot, user_id: str) -> DetailScreen:
-    app = pilot.app
-    board = await loaded_board(pilot)
-    board.select_user(user_id)
-    await pilot.press("enter")
-    await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
-    screen = app.screen
-    await wait_until(pilot, lambda: screen.loaded, what="the record")
-    await pilot.pause()
-    return screen
+from support.screen_cells import screen_text
+from support.tui import DETAIL_SIZE as SIZE
+from support.tui import loaded_board, notifications, open_detail, wait_until
 
 
 async def test_every_field_with_tokens_masked_and_the_audit_trail(service, login):

@@ -8,9 +8,9 @@ from console.app import ConsoleApp
 from console.screens.modals.confirm import ConfirmScreen
 from console.tokens import TokenRecord
 
-from screen_cells import screen_text
-from test_board import loaded_board, notifications, wait_until
-from test_detail import SIZE, open_detail
+from support.screen_cells import screen_text
+from support.tui import DETAIL_SIZE as SIZE
+from support.tui import loaded_board, notifications, open_detail, wait_until
 
 
 async def test_markup_in_an_id_is_shown_as_text(service, login):

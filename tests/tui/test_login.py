@@ -17,15 +17,8 @@ from console.screens.qr_fullscreen import QRFullScreen
 from console.tokens import TokenRecord
 
 from _login_host import LoginHost
-from screen_cells import region_text, screen_text
-
-
-async def wait_for(pilot, condition, what: str, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{screen_text(pilot.app)}")
+from support.screen_cells import region_text, screen_text
+from support.tui import wait_until
 
 
 def login_screen(app) -> LoginScreen:
@@ -37,7 +30,7 @@ def login_screen(app) -> LoginScreen:
 async def choose_user(pilot, user: str | None = None) -> None:
     """Type ``user`` into the user field (or keep what it was prefilled with) and press enter."""
     await pilot.press(*(["ctrl+u", *user] if user else []), "enter")
-    await wait_for(pilot, lambda: login_screen(pilot.app).stage == "code", "the URL stage")
+    await wait_until(pilot, lambda: login_screen(pilot.app).stage == "code", "the URL stage")
 
 
 def url_on_screen(app) -> str:
@@ -75,12 +68,12 @@ async def test_login_by_typing_the_pasted_code(service, emulator, form):
         assert "alice" in screen_text(app) and "expires in 9m" in screen_text(app)
         approved = emulator.approve(url, email="alice@example.com")
         await paste(pilot, approved[form], typed=typed)
-        await wait_for(pilot, lambda: login_screen(app).stage == "done", "the success stage")
+        await wait_until(pilot, lambda: login_screen(app).stage == "done", "the success stage")
         text = screen_text(app)
         assert "Logged in user alice" in text and "alice@example.com" in text
         assert "expires   in " in text and "UTC" in text
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.dismissed, "the screen to close")
+        await wait_until(pilot, lambda: app.dismissed, "the screen to close")
     record = app.result
     assert isinstance(record, TokenRecord)
     assert (record.user_id, record.account_email) == ("alice", "alice@example.com")
@@ -96,7 +89,7 @@ async def test_wrong_code_shows_the_reason_and_a_retry_works(service, emulator):
         approved = emulator.approve(url, email="bob@example.com")
         state = approved["pasted"].split("#", 1)[1]
         await paste(pilot, f"not-the-code#{state}")
-        await wait_for(pilot, lambda: "rejected" in screen_text(app), "the failure reason")
+        await wait_until(pilot, lambda: "rejected" in screen_text(app), "the failure reason")
         screen = login_screen(app)
         assert screen.stage == "code" and screen.query_one("#paste", Input).value == ""
         message = widget_text(app, "#code-message")
@@ -104,10 +97,10 @@ async def test_wrong_code_shows_the_reason_and_a_retry_works(service, emulator):
         assert url_on_screen(app) == url  # same login: no start over needed
         assert await service.get_record("bob") is None
         await paste(pilot, approved["pasted"])
-        await wait_for(pilot, lambda: screen.stage == "done", "the success stage")
+        await wait_until(pilot, lambda: screen.stage == "done", "the success stage")
         assert "bob@example.com" in screen_text(app)
         await pilot.press("escape")  # after success, esc also returns the record
-        await wait_for(pilot, lambda: app.dismissed, "the screen to close")
+        await wait_until(pilot, lambda: app.dismissed, "the screen to close")
     assert isinstance(app.result, TokenRecord) and app.result.account_email == "bob@example.com"
 
 
@@ -116,7 +109,7 @@ async def test_cancel_returns_none_and_stores_nothing(service):
     async with app.run_test(size=(120, 40)) as pilot:
         await choose_user(pilot)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.dismissed, "the screen to close")
+        await wait_until(pilot, lambda: app.dismissed, "the screen to close")
     assert app.result is None
     assert await service.get_record("carol") is None
 
@@ -127,7 +120,7 @@ async def test_cancel_from_the_user_stage(service):
         await pilot.pause()
         assert login_screen(app).query_one("#user-input", Input).value == "dave"
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.dismissed, "the screen to close")
+        await wait_until(pilot, lambda: app.dismissed, "the screen to close")
     assert app.result is None
 
 
@@ -139,18 +132,18 @@ async def test_defaults_to_the_settings_user_and_lists_existing_users(service, e
         screen = login_screen(app)
         field = screen.query_one("#user-input", Input)
         assert field.value == service.settings.default_user
-        await wait_for(pilot, lambda: "frank@example.com" in screen_text(app), "the user list")
+        await wait_until(pilot, lambda: "frank@example.com" in screen_text(app), "the user list")
         assert "erin@example.com" in screen_text(app) and "active" in screen_text(app)
         await pilot.press("ctrl+u", "f", "r")  # typing narrows the list
-        await wait_for(pilot, lambda: "erin@example.com" not in screen_text(app), "the filter")
+        await wait_until(pilot, lambda: "erin@example.com" not in screen_text(app), "the filter")
         await pilot.press("down", "enter")  # into the list, pick frank
-        await wait_for(pilot, lambda: screen.stage == "code", "the URL stage")
+        await wait_until(pilot, lambda: screen.stage == "code", "the URL stage")
         assert "Log in user frank" in screen_text(app)
         approved = emulator.approve(url_on_screen(app), email="frank2@example.com")
         await paste(pilot, approved["pasted"])
-        await wait_for(pilot, lambda: screen.stage == "done", "the success stage")
+        await wait_until(pilot, lambda: screen.stage == "done", "the success stage")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.dismissed, "the screen to close")
+        await wait_until(pilot, lambda: app.dismissed, "the screen to close")
     assert app.result.user_id == "frank" and app.result.account_email == "frank2@example.com"
 
 
@@ -158,7 +151,7 @@ async def test_empty_user_id_is_refused_with_a_reason(service):
     app = LoginHost(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+u", "enter")
-        await wait_for(pilot, lambda: "Type a user id" in screen_text(app), "the reason")
+        await wait_until(pilot, lambda: "Type a user id" in screen_text(app), "the reason")
         assert login_screen(app).stage == "pick"
 
 
@@ -169,9 +162,9 @@ async def test_countdown_runs_on_the_app_clock_and_says_when_the_login_expired(s
         await choose_user(pilot)
         deadline = login_screen(app).start.expires_at
         now[0] = deadline - 75
-        await wait_for(pilot, lambda: "expires in 1m 15s" in screen_text(app), "the countdown")
+        await wait_until(pilot, lambda: "expires in 1m 15s" in screen_text(app), "the countdown")
         now[0] = deadline + 1
-        await wait_for(pilot, lambda: "the login expired" in screen_text(app), "the expiry")
+        await wait_until(pilot, lambda: "the login expired" in screen_text(app), "the expiry")
         assert "ctrl+r to start over" in widget_text(app, "#code-message")
 
 
@@ -181,10 +174,10 @@ async def test_start_over_gives_a_new_url_that_works(service, emulator):
         await choose_user(pilot)
         first = url_on_screen(app)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: url_on_screen(app) != first, "a new URL")
+        await wait_until(pilot, lambda: url_on_screen(app) != first, "a new URL")
         approved = emulator.approve(url_on_screen(app), email="hank@example.com")
         await paste(pilot, approved["pasted"])
-        await wait_for(pilot, lambda: login_screen(app).stage == "done", "the success stage")
+        await wait_until(pilot, lambda: login_screen(app).stage == "done", "the success stage")
 
 
 async def test_copy_key_sends_the_url_to_the_clipboard(service):
@@ -210,15 +203,15 @@ async def test_too_small_terminal_says_how_large_and_offers_the_full_screen_qr(s
         assert not login_screen(app).query_one("#qr-box").display
         assert not set(text) & (set("▀▄") | set(map(chr, range(0x1FB00, 0x1FB3C))))  # nothing cropped
         await pilot.press("f4")
-        await wait_for(pilot, lambda: isinstance(app.screen, QRFullScreen), "the full-screen QR")
+        await wait_until(pilot, lambda: isinstance(app.screen, QRFullScreen), "the full-screen QR")
         assert app.screen.query_one("#fullscreen-qr").display
         assert "this terminal is" not in screen_text(app)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+        await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
         assert url_on_screen(app) == url  # the same login, still under way
         approved = emulator.approve(url)
         await paste(pilot, approved["pasted"])
-        await wait_for(pilot, lambda: login_screen(app).stage == "done", "the success stage")
+        await wait_until(pilot, lambda: login_screen(app).stage == "done", "the success stage")
 
 
 async def test_full_screen_qr_shows_only_the_code_when_it_fits(service):
@@ -228,7 +221,7 @@ async def test_full_screen_qr_shows_only_the_code_when_it_fits(service):
         await choose_user(pilot)
         assert login_screen(app).has_class("-too-small")
         await pilot.press("f4")
-        await wait_for(pilot, lambda: isinstance(app.screen, QRFullScreen), "the full-screen QR")
+        await wait_until(pilot, lambda: isinstance(app.screen, QRFullScreen), "the full-screen QR")
         lines = [line for line in screen_text(app).splitlines() if line.strip()]
         qr_rows = [line for line in lines if set(line.strip()) <= set("▀▄█ ")]
         assert len(qr_rows) >= 30 and "esc: back" in lines[-1] and "http" not in screen_text(app)
@@ -241,14 +234,14 @@ async def test_from_the_board_l_logs_a_user_in_and_the_board_shows_it_active(ser
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("l")
-        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+        await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
         await choose_user(pilot, "lena")
         approved = emulator.approve(url_on_screen(app), email="lena@example.com")
         await paste(pilot, approved["pasted"])
-        await wait_for(pilot, lambda: login_screen(app).stage == "done", "the success stage")
+        await wait_until(pilot, lambda: login_screen(app).stage == "done", "the success stage")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, LoginScreen), "the board")
-        await wait_for(pilot, lambda: any("lena" in line and "active" in line
+        await wait_until(pilot, lambda: not isinstance(app.screen, LoginScreen), "the board")
+        await wait_until(pilot, lambda: any("lena" in line and "active" in line
                                           for line in screen_text(app).splitlines()), "lena's row")
 
 
@@ -267,9 +260,9 @@ async def test_browser_key_only_where_a_browser_can_open(service, monkeypatch):
         assert opened == []
         monkeypatch.setenv("DISPLAY", ":0")
         login_screen(app).refresh_bindings()
-        await wait_for(pilot, lambda: "Open browser" in screen_text(app), "the browser key")
+        await wait_until(pilot, lambda: "Open browser" in screen_text(app), "the browser key")
         await pilot.press("f3")
-        await wait_for(pilot, lambda: opened, "the browser to be asked")
+        await wait_until(pilot, lambda: opened, "the browser to be asked")
         assert opened == [url_on_screen(app)]
 
 
@@ -280,7 +273,7 @@ async def test_f1_shows_the_keys_of_the_login_screen(service):
     async with app.run_test(size=(120, 40)) as pilot:
         await choose_user(pilot)
         await pilot.press("f1")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
         text = screen_text(app)
         for words in ("Copy URL", "Full-screen QR", "Start over", "Cancel"):
             assert words in text
@@ -288,7 +281,7 @@ async def test_f1_shows_the_keys_of_the_login_screen(service):
 
 def links_in(app, selector: str) -> set[str]:
     """The OSC 8 targets of the cells a widget shows."""
-    from screen_cells import screen_cells
+    from support.screen_cells import screen_cells
 
     region = app.screen.query_one(selector).region
     return {style.link for row in screen_cells(app)[region.y:region.bottom]
@@ -302,7 +295,7 @@ async def test_esc_removes_the_pending_login_it_started(service):
         state = login_screen(app).start.state
         assert (await service.store.newest_pending("quinn")).state == state
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.dismissed, "the screen to close")
+        await wait_until(pilot, lambda: app.dismissed, "the screen to close")
     assert await service.store.newest_pending("quinn") is None
     assert await service.cancel_login(state) is False  # already gone
 
@@ -315,12 +308,12 @@ async def test_f5_shows_the_url_alone_on_one_selectable_block(service):
         await choose_user(pilot)
         url = login_screen(app).start.authorization_url
         await pilot.press("f5")  # headless: the app cannot hand the terminal back, so a screen
-        await wait_for(pilot, lambda: isinstance(app.screen, URLScreen), "the URL screen")
+        await wait_until(pilot, lambda: isinstance(app.screen, URLScreen), "the URL screen")
         shown = region_text(app, app.screen.query_one("#url-alone").region)
         assert "".join(shown) == url and all(len(line) == 80 for line in shown[:-1])
         assert links_in(app, "#url-alone") == {url}  # OSC 8 too
         await pilot.press("escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+        await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
 
 
 async def test_the_url_on_the_login_screen_is_a_hyperlink(service):
@@ -343,7 +336,7 @@ async def test_sandbox_says_in_one_line_how_to_approve_without_a_browser(service
         answer = httpx.get(f"{emulator.url}/_emulator/approve",
                            params={"url": login_screen(app).start.authorization_url}).json()
         await paste(pilot, answer["pasted"])
-        await wait_for(pilot, lambda: login_screen(app).stage == "done", "the success stage")
+        await wait_until(pilot, lambda: login_screen(app).stage == "done", "the success stage")
 
 
 async def test_after_the_login_expired_no_paste_again_hint(service, emulator):
@@ -352,9 +345,9 @@ async def test_after_the_login_expired_no_paste_again_hint(service, emulator):
     async with app.run_test(size=(120, 40)) as pilot:
         await choose_user(pilot)
         now[0] = login_screen(app).start.expires_at + 1
-        await wait_for(pilot, lambda: "the login expired" in screen_text(app), "the expiry")
+        await wait_until(pilot, lambda: "the login expired" in screen_text(app), "the expiry")
         await paste(pilot, "some-code#" + login_screen(app).start.state)
-        await wait_for(pilot, lambda: "✗" in widget_text(app, "#code-message")
+        await wait_until(pilot, lambda: "✗" in widget_text(app, "#code-message")
                        and "Exchanging" not in widget_text(app, "#code-message"), "the failure")
         message = widget_text(app, "#code-message")
         assert "Paste again" not in message and "ctrl+r to start over" in message
@@ -368,7 +361,7 @@ async def test_help_at_the_user_step_lists_the_login_keys_not_the_editing_keys(s
         await pilot.pause()
         assert login_screen(app).query_one("#user-input", Input).has_focus
         await pilot.press("f1")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
         rows = app.screen.rows
         descriptions = [description for _, description in rows]
         assert app.screen.query_one("#help-title").content == "Keys of the login screen (step 1, the user)"

@@ -18,6 +18,7 @@ from console.config import AUTHORIZE_URL, REDIRECT_URI
 from console.service import AuthService
 
 from _login_host import LoginHost
+from support.tui import wait_until
 
 FROZEN = 1_900_000_000.0   # 2030-03-17, far from any real clock
 STATE = "c25hcHNob3RzLW9ubHktMQ"   # 22 characters, as oauth.new_state makes
@@ -42,12 +43,7 @@ def fixed_service(settings, monkeypatch):
 
 async def _to_code_stage(pilot) -> None:
     await pilot.press("ctrl+u", *"ops-alice", "enter")
-    for _ in range(100):
-        await pilot.pause(0.05)
-        if pilot.app.screen.stage == "code":
-            break
-    else:
-        raise AssertionError("the login screen never showed the URL")
+    await wait_until(pilot, lambda: pilot.app.screen.stage == "code", "the login screen to show the URL")
     field = pilot.app.screen.query_one("#paste", Input)
     field.cursor_blink = False
     await pilot.pause()

@@ -18,12 +18,13 @@ from console.qr import QUIET_ZONE, STYLES, choose_style, qr_lines, qr_matrix, se
 from console.widgets.qr import QR_STYLE, QRCode
 
 from _login_host import LoginHost
-from screen_cells import screen_cells, screen_text
+from support.screen_cells import screen_cells, screen_text
+from support.tui import wait_until
 
 zxingcpp = pytest.importorskip("zxingcpp")
 pytest.importorskip("PIL.Image")
 
-from qr_pixels import cells_image, decode, ink, is_dark, lines_image, styled_cells, with_margin  # noqa: E402
+from support.qr_pixels import cells_image, decode, ink, is_dark, lines_image, styled_cells, with_margin  # noqa: E402
 
 PLAIN_TERMINAL = {"TERM": "xterm-256color"}  # a terminal that says nothing about sextants
 
@@ -137,12 +138,8 @@ def real_endpoints(service):
 
 async def _open_code_stage(pilot, user: str) -> None:
     await pilot.press(*["ctrl+u"], *user, "enter")
-    for _ in range(50):
-        await pilot.pause(0.05)
-        if pilot.app.screen.stage == "code":
-            await pilot.pause()
-            return
-    raise AssertionError("the login screen never showed the URL")
+    await wait_until(pilot, lambda: pilot.app.screen.stage == "code", "the login screen to show the URL", 2.5)
+    await pilot.pause()
 
 
 async def test_login_qr_decodes_to_the_exact_url_in_half_blocks(service, starts):

@@ -18,6 +18,8 @@ from console.store import AuditEvent
 from console.tokens import TokenRecord
 from console.widgets.board_view import BoardView
 
+from support.tui import wait_until
+
 NOW = 1_750_000_000.0          # 2025-06-15 15:06:40 UTC
 SCOPES = ["user:inference", "user:profile", "org:create_api_key", "user:sessions:claude_code"]
 SIZES = [(80, 24), (120, 40)]
@@ -74,8 +76,7 @@ def frozen_app(settings):
 
 async def _board_ready(pilot) -> BoardView:
     board = pilot.app.screen.query_one(BoardView)
-    while not board.loaded:
-        await pilot.pause(0.02)
+    await wait_until(pilot, lambda: board.loaded, "the first poll", 10.0)
     await pilot.pause()
     return board
 
@@ -100,8 +101,8 @@ def test_detail(snap_compare, frozen_app, size):
         board = await _board_ready(pilot)
         board.select_user("alice")
         await pilot.press("enter")
-        while not (isinstance(pilot.app.screen, DetailScreen) and pilot.app.screen.loaded):
-            await pilot.pause(0.02)
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, DetailScreen) and pilot.app.screen.loaded,
+                         "the detail screen to load", 10.0)
         await pilot.pause()
 
     assert snap_compare(frozen_app, terminal_size=size, run_before=open_alice)

@@ -8,6 +8,7 @@
 - ``bulk``: listing pages, export, COPY dumps and bulk upserts (backups and restores)
 - ``rotation``: re-encrypting every row to the first key (``rotate-key``)
 - ``due``: claiming the users due for a background refresh
+- ``changes``: the change feed (which users changed since a cursor), for live boards
 """
 
 from __future__ import annotations

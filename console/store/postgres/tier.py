@@ -28,6 +28,7 @@ from ...errors import StaleWrite, StorageError, TierUnavailable
 from ...tokens import TokenRecord
 from ..base import DOWN, UP, AuditEvent, PendingLogin, RotationReport, Tier, TierHealth
 from .bulk import BulkPaths
+from .changes import ChangeFeed
 from .connection import (POOL_LOCKS, POOLS, SharedPool, connect_options, describe_dsn, explain,
                          is_connection_error, is_lost, is_permanent, lock_key, release_quietly,
                          reset_connection)
@@ -66,7 +67,7 @@ def writing_as(actor: str | None):
 
 
 
-class PostgresTier(BulkPaths, DueClaims, Tier):
+class PostgresTier(BulkPaths, DueClaims, ChangeFeed, Tier):
     name = "postgres"
     writable = True
     CAN_ROTATE_KEYS = CAN_MIGRATE = True
@@ -356,6 +357,11 @@ class PostgresTier(BulkPaths, DueClaims, Tier):
             raise StorageError(f"user {user_id!r}'s row is locked by another session (a restore, a key "
                                f"rotation or an open SELECT ... FOR UPDATE) for over {self.row_lock_timeout:g}s; "
                                "nothing was refreshed", hint="retry when that session ends") from None
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            held.alive = False  # the lock went with its connection: nothing is spent, so stop here
+            raise self._unavailable(exc) from None
 
     async def _finish_lock(self, pool, held: _Held) -> None:
         """Commit, even after an error: what was written inside (a failure note) must stay."""

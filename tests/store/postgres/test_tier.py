@@ -269,7 +269,8 @@ async def test_locked_reads_and_writes_in_the_lock_transaction(pg_dsn, tier, con
     conn = await connect(pg_dsn)
     try:
         async with tier.locked("alice"):
-            held = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            held = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                                       "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
             current = await tier.get("alice")
             await tier.put(current.evolve(access_token="sk-ant-oat01-inside"), current.version)
             assert (await tier.get("alice")).access_token == "sk-ant-oat01-inside"  # same transaction
