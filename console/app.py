@@ -29,6 +29,7 @@ class ConsoleApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", tooltip="Show every key of this screen"),
         Binding("q", "quit", "Quit", tooltip="Quit the console"),
+        Binding("D", "doctor", "Doctor", show=False, tooltip="Check configuration, storage, network and Claude"),
     ]
 
     def __init__(self, service: AuthService | None = None, *, clock: Callable[[], float] = time.time,
@@ -55,6 +56,8 @@ class ConsoleApp(App[int]):
     def on_mount(self) -> None:
         if self.sandbox_url:
             self.add_class("-sandbox")
+        for warning in self.service.settings.warnings():  # e.g. the old console.anthropic.com host
+            self.notify(warning, title="Configuration", severity="warning", timeout=30)
         self.call_after_refresh(self._read_other_styles)
 
     def _read_other_styles(self) -> None:
@@ -72,6 +75,12 @@ class ConsoleApp(App[int]):
     async def on_unmount(self) -> None:
         if self._owns_service:
             await self.service.aclose()
+
+    def action_doctor(self) -> None:
+        from .screens.doctor import DoctorScreen
+
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen())
 
     def action_help(self) -> None:
         from .screens.modals.help import HelpScreen
@@ -125,18 +134,28 @@ def run_app(config: str | None = None, verbose: bool = False, sandbox: str | Non
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
 
+    from .shutdown import close_service, stop_on_sigterm
+    from .users import printable
+
+    def err(line: str) -> None:  # after the screen is gone: plain lines on stderr, as the CLI prints
+        print(printable(line, keep_lines=True), file=sys.stderr, flush=True)
+
     async def main() -> int:
+        code = 0
         try:
             try:
                 records = await first_page(service)   # an unreadable store stops here, in one line
             except ConsoleError as exc:
                 print(f"error: {exc}", file=sys.stderr, flush=True)
-                return exc.exit_code
-            app = ConsoleApp(service, sandbox_url=sandbox, records=records)
-            await app.run_async()
-            return app.return_code or 0
+                code = exc.exit_code
+            else:
+                app = ConsoleApp(service, sandbox_url=sandbox, records=records)
+                stop_on_sigterm(app.exit, say=err)  # SIGTERM: a graceful exit, so held tokens get their last tries
+                await app.run_async()
+                code = app.return_code or 0
         finally:
-            await service.aclose()
+            lost = await close_service(service, say=err)  # says so while a held token keeps us from exiting
+        return code or lost
 
     try:
         code = asyncio.run(main())

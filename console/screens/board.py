@@ -242,6 +242,7 @@ class BoardScreen(Screen[None]):
             if not board.loaded:
                 board.set_records([])
             board.retain(message.user_ids)
+            board.set_held(self.app.service.held_users())
             self.query_one(HealthBar).show(message.health, board.counts())
         self._cursor = message.cursor
         self._health, self._health_at = message.health, time.monotonic()
@@ -255,6 +256,7 @@ class BoardScreen(Screen[None]):
         with self.app.batch_update():
             changed = board.set_records(changes.records, complete=False)
             changed = board.remove(changes.removed) or changed
+            board.set_held(self.app.service.held_users())
             if message.health is not None:
                 self._health, self._health_at = message.health, time.monotonic()
             if changed or message.health is not None:

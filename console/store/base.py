@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -32,12 +33,48 @@ class PendingLogin:
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
 
+    # A long-lived login (``login --long-lived``) is marked by a fragment on its redirect URI,
+    # which no real redirect URI may carry (RFC 6749 3.1.2), so every tier keeps it as it is.
+    LONG_LIVED_MARK = "#long-lived"
+
+    @property
+    def long_lived(self) -> bool:
+        return self.redirect_uri.endswith(self.LONG_LIVED_MARK)
+
+    @property
+    def sent_redirect_uri(self) -> str:
+        """The redirect URI as the provider saw it (without the mark)."""
+        return self.redirect_uri.removesuffix(self.LONG_LIVED_MARK)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PendingLogin":
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+_foreign_warned: set[tuple[str, str]] = set()
+
+
+def warn_foreign_pending(where: str, key_id: str | None, user_id: str) -> None:
+    """One warning per store and key id: a pending login sealed under a key this process lacks
+    (another replica's key, or one rotated away) is skipped, and swept when it expires."""
+    if (where, key_id or "?") in _foreign_warned:
+        return
+    _foreign_warned.add((where, key_id or "?"))
+    logging.getLogger("console.store").warning(
+        "%s: a pending login (user %r) was started under encryption key id %s, which is not "
+        "configured here; it is skipped, and removed when it expires", where, user_id, key_id or "?")
+
+
+def foreign_pending_error(key_id: str | None, user_id: str):
+    """The one line for finishing a login whose verifier was sealed under a key we lack."""
+    from ..errors import CryptoError
+
+    return CryptoError(f"the login of user {user_id!r} was started under encryption key id {key_id or '?'}, "
+                       "which is not configured here", hint="finish it where it was started, add that key to "
+                       "CLAUDE_TOKEN_ENCRYPTION_KEY, or start a new login")
 
 
 @dataclass

@@ -29,7 +29,7 @@ from textual.strip import Strip
 
 from ..tokens import DEFAULT_REFRESH_BUFFER, Status, TokenRecord, format_duration, token_status
 from ..users import shown
-from .status_badge import LABEL_WIDTH, status_label
+from .status_badge import LABEL_WIDTH, LONG_LIVED_LABEL, status_label
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     COMPONENT_CLASSES = {
         "board--header", "board--header-sorted", "board--cursor", "board--dim", "board--marked",
         "board--status-active", "board--status-expiring", "board--status-expired_refreshable",
-        "board--status-expired", "board--status-needs_login",
+        "board--status-expired", "board--status-needs_login", "board--status-account_disabled",
+        "board--status-oauth_not_allowed",
     }
 
     class ViewChanged(Message):
@@ -287,6 +288,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._lines: LRUCache[tuple, Strip] = LRUCache(1024)
         self._hidden: frozenset[str] = frozenset()   # columns the operator chose not to see
         self._marked: dict[str, None] = {}           # marked user ids, in marking order
+        self._held: frozenset[str] = frozenset()  # users whose new token is held locally, not stored
         self.loaded = False
 
     # -- reading -----------------------------------------------------------------------
@@ -322,6 +324,14 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def record(self, user_id: str) -> TokenRecord | None:
         return self._records.get(user_id)
+
+    def set_held(self, user_ids: Iterable[str]) -> None:
+        """Mark the users whose new token is held locally, not yet stored (a word on the row)."""
+        held = frozenset(user_ids)
+        if held != self._held:
+            self._held = held
+            self._lines.clear()
+            self.refresh()
 
     def status_of(self, user_id: str) -> Status | None:
         return self._status.get(user_id)
@@ -799,11 +809,15 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             style = row_style
             if key == "user":
                 text = record.user_id
+                if record.user_id in self._held:  # a word, not only a colour
+                    text, style = f"{text} [held locally]", status_style
             elif key == "email":
                 text = record.account_email or "—"
                 style = row_style if record.account_email else dim
             elif key == "status":
                 text, style = status_label(status), status_style
+                if status is Status.ACTIVE and record.long_lived:
+                    text = LONG_LIVED_LABEL
             elif key == "expires":
                 text = format_duration(record.expires_at - now) if record.expires_at else "—"
             elif key == "last_used":
