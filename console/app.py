@@ -117,7 +117,8 @@ def _log_to_file(settings, verbose: bool) -> str | None:
     return str(path)
 
 
-def run_app(config: str | None = None, verbose: bool = False, sandbox: str | None = None) -> int:
+def run_app(config: str | None = None, verbose: bool = False, sandbox: str | None = None,
+            qr_style: str | None = None) -> int:
     """Run the console until the operator quits; returns the process exit code."""
     import asyncio
 
@@ -126,7 +127,7 @@ def run_app(config: str | None = None, verbose: bool = False, sandbox: str | Non
 
     sandbox = sandbox or os.environ.get("CLAUDE_CONSOLE_SANDBOX") or None
     try:
-        settings = load_settings(config)
+        settings = load_settings(config, qr_style=qr_style)
         log_path = _log_to_file(settings, verbose)
         service = AuthService(settings, face="tui")
     except ConsoleError as exc:

@@ -708,6 +708,14 @@ class AuthService:
                                       challenge=oauth_mod.challenge_for(verifier), redirect_uri=redirect)
         return LoginStart(uid, url, state, pending.expires_at)
 
+    async def cancel_login(self, state: str) -> bool:
+        """Remove the pending login ``state`` (the operator gave up on it); False if it was
+        already gone (used, expired and swept, or cancelled)."""
+        pending = await self.store.take_pending(state)
+        if pending is not None:
+            await self._audit("login_cancelled", pending.user_id, True, "")
+        return pending is not None
+
     async def complete_login(self, pasted: str, user_id: str | None = None,
                              state: str | None = None) -> TokenRecord:
         if user_id is not None:

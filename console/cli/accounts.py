@@ -40,7 +40,7 @@ def cmd_login(args) -> int:
         out()
         out(start.authorization_url)
         out()
-        _maybe_qr(start.authorization_url)
+        _maybe_qr(start.authorization_url, getattr(args, "qr_style", None) or service.settings.qr_style)
         if os.environ.get("CLAUDE_ACCESS_TOKEN"):
             out("Note: CLAUDE_ACCESS_TOKEN is set; once stored, this login takes precedence over it.")
         if not args.no_browser:
@@ -84,7 +84,7 @@ def _login_loopback(args) -> int:
                 out()
                 out(start.authorization_url)
                 out()
-                _maybe_qr(start.authorization_url)
+                _maybe_qr(start.authorization_url, getattr(args, "qr_style", None) or service.settings.qr_style)
                 out(f"Waiting for the browser on {listener.redirect_uri} (from another machine: "
                     f"ssh -L {listener.port}:localhost:{listener.port} THIS-HOST).")
             if not args.no_browser:
@@ -112,15 +112,18 @@ def _login_loopback(args) -> int:
     return run(args, body)
 
 
-def _maybe_qr(url: str) -> None:
+def _maybe_qr(url: str, requested: str = "auto") -> None:
     if not isatty(sys.stdout):
         return
-    from ..qr import qr_matrix, size_in_cells, terminal_qr
+    from ..qr import QUIET_ZONE, STYLES, choose_style, qr_matrix, size_in_cells, terminal_qr
 
-    cols, rows = size_in_cells(qr_matrix(url))
     size = shutil.get_terminal_size((80, 24))
-    if cols <= size.columns and rows + 8 <= size.lines:
-        for line in terminal_qr(url, color="NO_COLOR" not in os.environ):
+    need = {style: size_in_cells(qr_matrix(url, QUIET_ZONE[style]), style) for style in STYLES}
+    fits = {style: cols <= size.columns and rows + 8 <= size.lines for style, (cols, rows) in need.items()}
+    style = choose_style(requested, fits)
+    cols, rows = need[style]
+    if fits[style]:
+        for line in terminal_qr(url, color="NO_COLOR" not in os.environ, style=style):
             out(line, raw=True)
         out()
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__
@@ -22,13 +23,16 @@ VERBS = ("login", "callback", "status", "refresh", "logout", "token", "exec", "u
 
 
 def cmd_console(args) -> int:
-    if not (isatty(sys.stdin) and isatty(sys.stdout)):  # a full-screen app needs a terminal
+    # A full-screen app needs a terminal, or a driver that stands for one (textual-serve's
+    # web driver, which `claude-console web` runs the console under, speaks over pipes).
+    web = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
+    if not (isatty(sys.stdin) and isatty(sys.stdout)) and not web:
         err("error: the full-screen console needs a terminal; use a verb: " + ", ".join(VERBS)
             + " (claude-console --help)")
         return 2
     from ..app import run_app
 
-    return run_app(config=args.config, verbose=args.verbose)
+    return run_app(config=args.config, verbose=args.verbose, qr_style=args.qr_style)
 
 
 def _redact_unrecognized(message: str) -> str:
@@ -104,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Claude OAuth tokens: log in, refresh, inspect, log out. "
                                  "With no verb, opens the full-screen console.")
     parser.add_argument("--version", action="version", version=f"claude-console {__version__}")
+    qr_help = ("how the login QR code is drawn: half blocks, sextants (a third fewer rows; needs a "
+               "terminal that draws U+1FB00 block characters) or auto (default: claude_oauth.qr_style)")
+    parser.add_argument("--qr-style", choices=("auto", "half", "sextant"), help=qr_help)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
     def verb(name: str, func, help_text: str, user: bool = True, all_users: bool = False):
@@ -129,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "N:localhost:N); a pasted code still works")
     p.add_argument("--port", type=int, metavar="N", help="the loopback port (default: a free one)")
     p.add_argument("--json", action="store_true", help="print {authorization_url, state, expires_at}")
+    p.add_argument("--qr-style", choices=("auto", "half", "sextant"), default=argparse.SUPPRESS,
+                   help=qr_help)
 
     p = verb("callback", cmd_callback, "finish a login with CODE#STATE, the callback URL or the code")
     p.add_argument("code", metavar="CODE", nargs="?",
@@ -266,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=0.0, help="emulated provider latency")
     p.add_argument("--shell", action="store_true", help="open $SHELL pointed at the sandbox")
     p.add_argument("--no-tui", action="store_true", help="serve the emulator only; print the settings")
+    p.add_argument("--qr-style", choices=("auto", "half", "sextant"), default=argparse.SUPPRESS,
+                   help=qr_help)
     return parser
 
 

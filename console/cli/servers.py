@@ -4,6 +4,7 @@ rotate-key, refresher, sandbox."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from ..errors import UsageError
@@ -146,4 +147,6 @@ def cmd_refresher(args) -> int:
 def cmd_sandbox(args) -> int:
     from .sandbox import run_sandbox
 
+    if getattr(args, "qr_style", None):  # the console and the shell it opens both read it
+        os.environ["CLAUDE_CONSOLE_QR_STYLE"] = args.qr_style
     return run_sandbox(args)

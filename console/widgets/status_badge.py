@@ -18,7 +18,10 @@ LABELS: dict[Status, str] = {
 }
 # An active long-lived token (setup token, never refreshed) shows this instead of "✓ active".
 LONG_LIVED_LABEL = "✓ long-lived"
-LABEL_WIDTH = max(len(label) for label in LABELS.values())
+# A user whose new token is held locally (rotated, not yet stored) shows this, whatever the status;
+# `status` and `health` name the users and why.
+HELD_LABEL = "! not stored"
+LABEL_WIDTH = max(len(label) for label in [*LABELS.values(), LONG_LIVED_LABEL, HELD_LABEL])
 
 MEANINGS: dict[Status, str] = {
     Status.ACTIVE: "valid for longer than the refresh buffer",

@@ -9,6 +9,7 @@ from console.app import ConsoleApp
 from console.errors import StorageError
 from console.service import Held
 from console.widgets.board_view import BoardView
+from console.widgets.status_badge import HELD_LABEL
 
 from support.screen_cells import screen_text
 
@@ -28,13 +29,13 @@ async def test_held_users_are_marked_with_a_word(service, login):
     async with app.run_test(size=(120, 40)) as pilot:
         board = app.screen.query_one(BoardView)
         await _wait(pilot, lambda: board.loaded, "the first poll")
-        assert "held locally" not in screen_text(app)
+        assert HELD_LABEL not in screen_text(app)
         # The store refused bob's rotated token: the service holds it (as _hold does).
         stored = await service.store.get_fresh("bob")
         service._held["bob"] = Held(stored.evolve(refresh_count=stored.refresh_count + 1), stored.version, None,
                                     StorageError("disk full").message)
-        await _wait(pilot, lambda: "held locally" in screen_text(app), "the held mark")
+        await _wait(pilot, lambda: HELD_LABEL in screen_text(app), "the held mark")
         rows = [line for line in screen_text(app).splitlines() if "example.com" in line]
-        assert [row for row in rows if "held locally" in row] == [r for r in rows if "bob" in r]
+        assert [row for row in rows if HELD_LABEL in row] == [r for r in rows if "bob" in r]
         del service._held["bob"]  # it landed
-        await _wait(pilot, lambda: "held locally" not in screen_text(app), "the mark to go")
+        await _wait(pilot, lambda: HELD_LABEL not in screen_text(app), "the mark to go")
