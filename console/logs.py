@@ -7,6 +7,8 @@ import os
 import re
 import sys
 
+from .users import printable
+
 _PATTERNS = [
     # Anthropic tokens and keys wherever they appear.
     (re.compile(r"sk-ant-[A-Za-z]+\d*-[A-Za-z0-9_\-]{4,}"), "sk-ant-***"),
@@ -27,17 +29,37 @@ def redact(text: str) -> str:
     return text
 
 
-# Terminal controls in a logged value (a user id, a provider's error body) are escaped so a
-# log line can neither drive the terminal that shows it nor forge another line.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 class RedactingFormatter(logging.Formatter):
     """Formats as usual, then redacts the whole line (message, args and traceback)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = redact(super().format(record))
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+        # Controls in a logged value (a user id, a provider's error body) are escaped so a log
+        # line can neither drive the terminal that shows it nor forge another line.
+        return printable(redact(super().format(record)), keep_lines=True)
+
+
+class AccessLineFilter(logging.Filter):
+    """For a web server's access log: the line redacted and its controls escaped; with
+    ``drop_query`` the query string is cut off too (the web console's URLs never need it,
+    and a key pasted into one must not reach a log)."""
+
+    _QUERY = re.compile(r"\?[^\s\"]*")
+
+    def __init__(self, drop_query: bool = False) -> None:
+        super().__init__()
+        self.drop_query = drop_query
+
+    def _clean(self, text: str) -> str:
+        if self.drop_query:
+            text = self._QUERY.sub("?…", text)
+        return printable(redact(text))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:   # uvicorn: its formatter reads the args
+            record.args = tuple(self._clean(a) if isinstance(a, str) else a for a in record.args)
+        else:                                               # aiohttp: the line is already made
+            record.msg, record.args = self._clean(record.getMessage()), ()
+        return True
 
 
 def setup_logging(level: str | None = None, verbose: bool = False, stream=None) -> None:

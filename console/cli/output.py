@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from typing import Any, Callable
 
-# Terminal controls (C0 but newline and tab, DEL, C1) and invalid UTF-8 never reach a
-# terminal from a verb: whatever a stored id or an error holds, it cannot move the cursor.
-_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from .. import users
+from ..shutdown import close_service, stop_on_sigterm
+
 
 
 def printable(text: str) -> str:
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Terminal controls and invalid UTF-8 never reach a terminal from a verb: whatever a
+    stored id or an error holds, it cannot move the cursor or forge a line."""
+    return users.printable(text, keep_lines=True)
 
 
 def out(text: str = "", *, raw: bool = False) -> None:
@@ -63,12 +63,16 @@ def run(args, body: Callable, make_service: Callable = build_service) -> int:
     """Build the service, run one async body, print the storage warnings, close everything."""
     async def main() -> int:
         service = make_service(args)
+        stop_on_sigterm(asyncio.current_task().cancel, say=err)
+        code = 0
         try:
             code = await body(service)
+        except asyncio.CancelledError:
+            err("stopping (SIGTERM)")
         finally:
             for warning in service.store.warnings:
                 err(f"warning: {warning}")
-            await service.aclose()
-        return code
+            closed = await close_service(service, say=err)
+        return code or closed
 
     return asyncio.run(main())
