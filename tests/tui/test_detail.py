@@ -102,7 +102,7 @@ async def test_audit_durations_are_in_words_and_nothing_is_cut_mid_word(service,
     await login(service, "alice", email="alice.with.a.long.address@corp.example")
     await service.refresh("alice", force=True)
     app = ConsoleApp(service, refresh_interval=0.2)
-    async with app.run_test(size=(80, 40)) as pilot:
+    async with app.run_test(size=(80, 60)) as pilot:
         screen = await open_detail(pilot, "alice")
         await wait_until(pilot, lambda: "refresh" in [e.action for e in screen.events], what="the audit")
         await pilot.pause()
