@@ -29,6 +29,7 @@ class ConsoleApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", tooltip="Show every key of this screen"),
         Binding("q", "quit", "Quit", tooltip="Quit the console"),
+        Binding("D", "doctor", "Doctor", show=False, tooltip="Check configuration, storage, network and Claude"),
     ]
 
     def __init__(self, service: AuthService | None = None, *, clock: Callable[[], float] = time.time,
@@ -55,6 +56,8 @@ class ConsoleApp(App[int]):
     def on_mount(self) -> None:
         if self.sandbox_url:
             self.add_class("-sandbox")
+        for warning in self.service.settings.warnings():  # e.g. the old console.anthropic.com host
+            self.notify(warning, title="Configuration", severity="warning", timeout=30)
         self.call_after_refresh(self._read_other_styles)
 
     def _read_other_styles(self) -> None:
@@ -72,6 +75,12 @@ class ConsoleApp(App[int]):
     async def on_unmount(self) -> None:
         if self._owns_service:
             await self.service.aclose()
+
+    def action_doctor(self) -> None:
+        from .screens.doctor import DoctorScreen
+
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen())
 
     def action_help(self) -> None:
         from .screens.modals.help import HelpScreen

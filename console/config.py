@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -26,7 +27,16 @@ API_BASE_URL = "https://api.anthropic.com"
 SCOPES = ("org:create_api_key user:profile user:inference "
           "user:sessions:claude_code user:mcp_servers user:file_upload")
 BETA_HEADER = "oauth-2025-04-20"
+# What Claude Code itself sends on token calls; Cloudflare refuses some agents (Python's among them).
+USER_AGENT = "axios/1.15.2"
+ANTHROPIC_VERSION = "2023-06-01"
+# Hosts that moved: a configuration still naming one gets a warning naming the current host.
+MOVED_HOSTS = {"console.anthropic.com": "platform.claude.com"}
 DEFAULT_TOKEN_FILE = "~/.litellm/claude_tokens.json"
+
+
+_CURRENT = {"authorize_url": AUTHORIZE_URL, "token_url": TOKEN_URL, "redirect_uri": REDIRECT_URI,
+            "refresh_url": TOKEN_URL}
 
 
 @dataclass
@@ -41,7 +51,9 @@ class Settings:
     api_base_url: str = API_BASE_URL
     refresh_style: str = "token"          # "token" (grant on token_url) or "seed"
     refresh_url: str = ""                 # seed style: defaults to {api_base_url}/v1/oauth/refresh
-    beta_header: str = BETA_HEADER
+    beta_header: str = BETA_HEADER        # claude_oauth.beta_headers: comma-separated anthropic-beta list
+    user_agent: str = USER_AGENT          # on every provider call, token and API
+    refresh_scope: bool = False           # refresh sends the stored scopes (sources conflict)
 
     enabled: bool = True
     token_file: str = DEFAULT_TOKEN_FILE
@@ -121,6 +133,9 @@ class Settings:
         problem = user_id_problem(self.default_user)
         if problem is not None:
             raise ConfigError(f"the default user (CLAUDE_CONSOLE_USER or claude_oauth.default_user) {problem}")
+        if not self.user_agent.strip():
+            raise ConfigError("claude_oauth.user_agent: must not be empty",
+                              hint=f"leave it unset for the default {USER_AGENT!r}")
         if self.use_database and not self.database_url:
             raise ConfigError(f"{self.sources.get('use_database', 'claude_oauth.use_database')} is true but "
                               "no database URL is set (is ${DATABASE_URL} unset?)",
@@ -134,6 +149,16 @@ class Settings:
             from .crypto import Keyring
 
             Keyring.from_spec(self.encryption_key, source=self._where("encryption_key"))
+
+    def warnings(self) -> list[str]:
+        """What an operator should hear at start: configured hosts that have moved."""
+        out = []
+        for key in ("authorize_url", "token_url", "redirect_uri", "refresh_url"):
+            host = urlsplit(getattr(self, key) or "").hostname or ""
+            if host in MOVED_HOSTS:
+                out.append(f"claude_oauth.{key} names {host}, which Claude no longer serves OAuth on; "
+                           f"the current host is {MOVED_HOSTS[host]} (e.g. {_CURRENT[key]})")
+        return out
 
     def _where(self, name: str) -> str:
         return self.sources.get(name, f"claude_oauth.{name}")
@@ -200,6 +225,10 @@ _YAML_KEYS: dict[str, tuple[str, str]] = {
     "api_base_url": ("api_base_url", "str"),
     "refresh_style": ("refresh_style", "str"),
     "refresh_url": ("refresh_url", "str"),
+    "beta_headers": ("beta_header", "scopes_csv"),
+    "beta_header": ("beta_header", "scopes_csv"),
+    "user_agent": ("user_agent", "str"),
+    "refresh_scope": ("refresh_scope", "bool"),
     "default_user": ("default_user", "str"),
     "pending_ttl": ("pending_ttl", "seconds"),
     "http_timeout": ("http_timeout", "seconds"),
@@ -219,6 +248,9 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "CLAUDE_API_BASE_URL": ("api_base_url", "str"),
     "CLAUDE_OAUTH_REFRESH_STYLE": ("refresh_style", "str"),
     "CLAUDE_OAUTH_REFRESH_URL": ("refresh_url", "str"),
+    "CLAUDE_OAUTH_BETA_HEADERS": ("beta_header", "scopes_csv"),
+    "CLAUDE_OAUTH_USER_AGENT": ("user_agent", "str"),
+    "CLAUDE_OAUTH_REFRESH_SCOPE": ("refresh_scope", "bool"),
     "CLAUDE_TOKEN_FILE": ("token_file", "str"),
     "CLAUDE_TOKEN_ENCRYPTION_KEY": ("encryption_key", "str"),
     "CLAUDE_REFRESH_BUFFER": ("refresh_buffer", "seconds"),
@@ -280,6 +312,9 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
         if number < 0:
             raise ConfigError(f"{where}: must not be negative, got {value!r}")
         return number
+    if kind == "scopes_csv":  # the anthropic-beta header is a comma-separated list
+        items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+        return ",".join(str(v).strip() for v in items if str(v).strip())
     if kind == "scopes":
         if isinstance(value, (list, tuple)):
             if not all(isinstance(v, str) for v in value):

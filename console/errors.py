@@ -94,14 +94,23 @@ class OAuthError(ConsoleError):
     """The provider refused a request or could not be reached."""
 
     def __init__(self, message: str, *, hint: str | None = None, status: int | None = None,
-                 error: str | None = None) -> None:
+                 error: str | None = None, kind: str | None = None, exit_code: int | None = None,
+                 description: str = "") -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.error = error
+        self.kind = kind  # the row of console/refusals.py that named it, if any
+        self.description = description
+        if exit_code is not None:
+            self.exit_code = exit_code
 
 
 class InvalidGrant(OAuthError):
     """The refresh token or code was rejected for good: the user must log in again."""
+
+
+class AccountBlocked(OAuthError):
+    """Claude disabled the organization or refuses OAuth for it: kept, never refreshed."""
 
 
 class TransientOAuthError(OAuthError):

@@ -7,6 +7,8 @@ import os
 import re
 import sys
 
+from .users import printable
+
 _PATTERNS = [
     # Anthropic tokens and keys wherever they appear.
     (re.compile(r"sk-ant-[A-Za-z]+\d*-[A-Za-z0-9_\-]{4,}"), "sk-ant-***"),
@@ -27,17 +29,13 @@ def redact(text: str) -> str:
     return text
 
 
-# Terminal controls in a logged value (a user id, a provider's error body) are escaped so a
-# log line can neither drive the terminal that shows it nor forge another line.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 class RedactingFormatter(logging.Formatter):
     """Formats as usual, then redacts the whole line (message, args and traceback)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = redact(super().format(record))
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+        # Controls in a logged value (a user id, a provider's error body) are escaped so a log
+        # line can neither drive the terminal that shows it nor forge another line.
+        return printable(redact(super().format(record)), keep_lines=True)
 
 
 def setup_logging(level: str | None = None, verbose: bool = False, stream=None) -> None:

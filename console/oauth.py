@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from .config import Settings
-from .errors import InvalidGrant, LoginError, OAuthError, RateLimited, TransientOAuthError
+from .config import ANTHROPIC_VERSION, Settings
+from .errors import (AccountBlocked, InvalidGrant, LoginError, OAuthError, RateLimited,
+                     TransientOAuthError)
+from .refusals import BLOCKED, Answer, classify
 
 log = logging.getLogger("console.oauth")
 
+LONG_LIVED_SECONDS = 31536000  # one year, as `claude setup-token` asks
+LONG_LIVED_SCOPE = "user:inference"
 _UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
@@ -126,6 +130,34 @@ class TokenResponse:
         )
 
 
+def _is_html(response) -> bool:
+    ctype = response.headers.get("content-type", "")
+    return "html" in ctype or (response.text or "").lstrip()[:1] == "<"
+
+
+def answer_of(response, call: str) -> Answer:
+    """The provider's answer as the refusal table reads it."""
+    error, description = _error_of(response)
+    html = _is_html(response)
+    if html:
+        error, description = None, "error code: 1010" if "1010" in (response.text or "") else ""
+    return Answer(call, response.status_code, error, description, html)
+
+
+def refusal_error(answer: Answer, *, what: str, url: str = "", agent: str = "", user: str = "U") -> OAuthError:
+    """The exception for a refusal: its table row's line, exit code and class."""
+    row = classify(answer)
+    if row is None:
+        return OAuthError(f"{what} rejected: {answer.said()}",
+                          hint="check client_id, redirect_uri and token_url in the configuration",
+                          status=answer.status, error=answer.error, description=answer.description)
+    message, hint = row.line(answer, what=what, url=url, agent=agent, user=user)
+    cls = InvalidGrant if answer.error == "invalid_grant" else \
+        AccountBlocked if row.kind in BLOCKED else OAuthError
+    return cls(message, hint=hint, status=answer.status, error=answer.error, kind=row.kind,
+               exit_code=row.exit_code, description=answer.description)
+
+
 def _error_of(response) -> tuple[str | None, str]:
     """(OAuth error code, human description) from any of the provider's error bodies."""
     try:
@@ -172,7 +204,7 @@ class OAuthClient:
 
             self._http = httpx.AsyncClient(
                 timeout=self.settings.http_timeout,
-                headers={"user-agent": "claude-console/0.1"},
+                headers={"user-agent": self.settings.user_agent},
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             )
         return self._http
@@ -186,10 +218,12 @@ class OAuthClient:
         s = self.settings
         return min(s.backoff_cap, s.backoff_base * (2 ** attempt)) * (0.5 + random.random() / 2)
 
-    async def _post(self, url: str, body: dict[str, Any], *, what: str,
+    async def _post(self, url: str, body: dict[str, Any], *, what: str, call: str,
                     headers: dict[str, str] | None = None) -> dict[str, Any]:
         import httpx
 
+        # The agent on every request, even over a client someone else built (the refresher's).
+        headers = {"user-agent": self.settings.user_agent, **(headers or {})}
         attempt = 0
         while True:
             try:
@@ -225,21 +259,17 @@ class OAuthClient:
                         f"{what} failed: the provider answered HTTP {status}",
                         hint="retry later; stored tokens are unchanged", status=status, error=error)
                     delay = self._backoff(attempt)
-                elif error == "invalid_grant":
-                    raise InvalidGrant(f"{what} rejected: invalid_grant ({description or 'no reason given'})",
-                                       status=status, error=error)
                 else:
-                    raise OAuthError(
-                        f"{what} rejected: HTTP {status} {error or ''} {description}".rstrip(),
-                        hint="check client_id, redirect_uri and token_url in the configuration",
-                        status=status, error=error)
+                    raise refusal_error(answer_of(response, call), what=what, url=url,
+                                        agent=self.settings.user_agent)
             if attempt >= self.settings.max_retries:
                 raise failure
             log.info("%s: %s; retrying in %.2fs", what, failure.message, delay)
             attempt += 1
             await asyncio.sleep(delay)
 
-    async def exchange(self, code: str, *, state: str, verifier: str, redirect_uri: str) -> TokenResponse:
+    async def exchange(self, code: str, *, state: str, verifier: str, redirect_uri: str,
+                       long_lived: bool = False) -> TokenResponse:
         body = {
             "grant_type": "authorization_code",
             "code": code,
@@ -248,10 +278,14 @@ class OAuthClient:
             "redirect_uri": redirect_uri,
             "code_verifier": verifier,
         }
-        data = await self._post(self.settings.token_url, body, what="code exchange")
+        if long_lived:  # what `claude setup-token` asks for: a year, inference only, no refresh token
+            body["expires_in"] = LONG_LIVED_SECONDS
+            body["scope"] = LONG_LIVED_SCOPE
+        data = await self._post(self.settings.token_url, body, what="code exchange", call="exchange")
         return TokenResponse.parse(data, time.time())
 
-    async def refresh(self, refresh_token: str) -> TokenResponse:
+    async def refresh(self, refresh_token: str, scopes: list[str] | None = None) -> TokenResponse:
+        """``scopes`` (the stored ones) are sent only when ``claude_oauth.refresh_scope`` is on."""
         s = self.settings
         if s.refresh_style == "seed":
             body: dict[str, Any] = {"refresh_token": refresh_token}
@@ -260,11 +294,16 @@ class OAuthClient:
             body = {"grant_type": "refresh_token", "refresh_token": refresh_token,
                     "client_id": s.client_id}
             headers = None
-        data = await self._post(s.effective_refresh_url, body, what="token refresh", headers=headers)
+        if s.refresh_scope and scopes:
+            body["scope"] = " ".join(scopes)
+        data = await self._post(s.effective_refresh_url, body, what="token refresh", call="refresh",
+                                headers=headers)
         return TokenResponse.parse(data, time.time())
 
     def api_headers(self, access_token: str) -> dict[str, str]:
-        return {"authorization": f"Bearer {access_token}", "anthropic-beta": self.settings.beta_header}
+        """Bearer, version and beta list; never x-api-key."""
+        return {"authorization": f"Bearer {access_token}", "anthropic-version": ANTHROPIC_VERSION,
+                "anthropic-beta": self.settings.beta_header, "user-agent": self.settings.user_agent}
 
     async def api(self, method: str, path: str, access_token: str, **kwargs):
         """One call to the Claude API with the bearer token; the caller handles 401."""

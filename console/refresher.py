@@ -71,7 +71,7 @@ def provider_client(settings, concurrency: int):
 
     size = 4
     return httpx.AsyncClient(transport=Shards(max(1, -(-int(concurrency) // size)), size * 2),
-                             timeout=settings.http_timeout, headers={"user-agent": "claude-console/0.1"})
+                             timeout=settings.http_timeout, headers={"user-agent": settings.user_agent})
 
 
 async def run_once(service, *, concurrency: int = DEFAULT_CONCURRENCY, window: float | None = None,

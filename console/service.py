@@ -21,9 +21,10 @@ from typing import Any, Protocol
 
 from . import oauth as oauth_mod
 from .config import Settings, load_settings
-from .errors import (ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn, NotYetStored, OAuthError,
-                     StaleWrite, StorageError, TransientOAuthError)
+from .errors import (AccountBlocked, ConsoleError, InvalidGrant, LoginError, NeedsLogin, NotLoggedIn,
+                     NotYetStored, OAuthError, StaleWrite, StorageError, TransientOAuthError)
 from .journal import RescueJournal
+from .refusals import Answer, refusal
 from .store import AuditEvent, Changes, Hierarchy, PendingLogin, TierHealth, build_store
 from .tokens import Status, TokenRecord, format_span, token_status
 from .logs import redact
@@ -97,6 +98,25 @@ class SystemClock:
 
 def login_hint(user_id: str) -> str:
     return f"run: {fix_command('login', user_id)}"
+
+
+def user_line(exc: OAuthError, user_id: str) -> tuple[str, str]:
+    """A refusal's line and hint (console/refusals.py) with the user named."""
+    if exc.kind is None:
+        return exc.message, exc.hint or login_hint(user_id)
+    answer = Answer("", exc.status or 0, exc.error, exc.description)
+    return refusal(exc.kind).line(answer, user=user_id)
+
+
+def blocked_error(user_id: str, record: TokenRecord, status: Status) -> AccountBlocked:
+    """The line for a record Claude refused earlier (``account_disabled``, ``oauth_not_allowed``)."""
+    said = (record.last_refresh_error or "").split(":", 1)[-1].strip()
+    row = refusal(status.value)
+    _, hint = row.line(Answer("", 0), user=user_id)
+    what = "disabled the organization" if status is Status.ACCOUNT_DISABLED else \
+        "does not allow OAuth for the organization"
+    return AccountBlocked(f"user {user_id!r} is {status.value}: Claude {what} (it said \"{said}\")",
+                          hint=hint, kind=status.value, description=said)
 
 
 class AuthService:
@@ -275,7 +295,12 @@ class AuthService:
         if status is Status.NEEDS_LOGIN:
             raise NeedsLogin(f"user {uid!r} must log in again: the refresh token was rejected",
                              hint=login_hint(uid))
+        if status.blocked:
+            raise blocked_error(uid, record, status)
         if status is Status.EXPIRED:
+            if record.long_lived:
+                raise NeedsLogin(f"the long-lived token of user {uid!r} has expired (long-lived tokens are "
+                                 "never refreshed)", hint=login_hint(uid) + " --long-lived")
             raise NeedsLogin(f"the token of user {uid!r} has expired and there is no refresh token",
                              hint=login_hint(uid))
         if not auto_refresh:
@@ -305,6 +330,15 @@ class AuthService:
             await self.store.touch(uid, when)
         except ConsoleError as exc:
             log.debug("last_used for %s not recorded: %s", uid, exc)
+
+    async def hand_out(self, user_id: str | None, to: str) -> TokenRecord:
+        """A valid access token for a process that does not refresh (Claude Code run by ``exec``,
+        a sidecar): refreshed first when inside the buffer, audited. The console stays the one
+        refresher of the account; callers pass on ``access_token`` and ``expires_at`` only."""
+        uid = self.user(user_id)
+        record = await self._valid_record(uid, self.settings.auto_refresh)
+        await self._audit("token_handed_out", uid, True, f"to {to}")
+        return record
 
     async def ensure_authenticated(self, user_id: str | None = None) -> bool:
         try:
@@ -369,6 +403,9 @@ class AuthService:
                 raise NeedsLogin(f"user {uid!r} must log in again: the refresh token was rejected",
                                  hint=login_hint(uid))
             if not current.refresh_token:
+                if current.long_lived:
+                    raise NeedsLogin(f"user {uid!r} holds a long-lived token, which is never refreshed",
+                                     hint=login_hint(uid) + " --long-lived, when it expires")
                 raise NeedsLogin(f"user {uid!r} has no refresh token", hint=login_hint(uid))
             current = await self._land_before_spending(uid, current)
             # Lock before spending: every lock the save needs is taken now, or nothing is spent.
@@ -377,9 +414,12 @@ class AuthService:
                 await lock_row(uid)
             asked = self.clock.monotonic()
             try:
-                answer = await self.oauth.refresh(current.refresh_token)
+                scoped = (current.scopes,) if self.settings.refresh_scope else ()  # claude_oauth.refresh_scope
+                answer = await self.oauth.refresh(current.refresh_token, *scoped)
             except InvalidGrant as exc:
                 return await self._refresh_rejected(uid, current, exc)
+            except AccountBlocked as exc:
+                raise await self._refresh_blocked(uid, current, exc) from None
             except OAuthError as exc:
                 await self._refresh_failed(uid, current, exc)
                 raise
@@ -435,8 +475,25 @@ class AuthService:
             except StaleWrite:
                 pass
         await self._audit("refresh_failed", uid, False, str(exc))
-        raise NeedsLogin(f"user {uid!r} must log in again: the provider rejected the refresh token "
-                         "(invalid_grant)", hint=login_hint(uid)) from exc
+        message, hint = user_line(exc, uid)
+        raise NeedsLogin(message, hint=hint) from exc
+
+    async def _refresh_blocked(self, uid: str, current: TokenRecord, exc: AccountBlocked) -> AccountBlocked:
+        """Claude refused the organization: keep the tokens, mark the record so nothing
+        automatic refreshes it again; a login or ``refresh --user`` clears it."""
+        self.forget(uid)
+        if current.source != "env":
+            marked = current.evolve(needs_login=True, last_refresh_error=f"{exc.kind}: {exc.description}",
+                                    last_refresh_error_at=time.time(),
+                                    refresh_failures=current.refresh_failures + 1)
+            try:
+                await self._save_tokens(uid, marked, expected_version=current.version)
+            except (StaleWrite, ConsoleError) as write_exc:
+                log.debug("refusal note for %s not stored: %s", uid, write_exc)
+        await self._audit("refresh_failed", uid, False, str(exc))
+        message, hint = user_line(exc, uid)
+        return AccountBlocked(message, hint=hint, status=exc.status, error=exc.error, kind=exc.kind,
+                              exit_code=exc.exit_code, description=exc.description)
 
     async def _refresh_failed(self, uid: str, current: TokenRecord, exc: OAuthError) -> None:
         """Record the failure; the tokens themselves stay exactly as they were."""
@@ -623,17 +680,22 @@ class AuthService:
 
     # -- login -------------------------------------------------------------------------
 
-    async def start_login(self, user_id: str | None = None, redirect_uri: str | None = None) -> LoginStart:
+    async def start_login(self, user_id: str | None = None, redirect_uri: str | None = None, *,
+                          long_lived: bool = False) -> LoginStart:
+        """``long_lived``: a setup token as ``claude setup-token`` gets one (a year, scope
+        user:inference, no refresh token, never refreshed)."""
         uid = self.user(user_id)
         verifier = oauth_mod.new_verifier()
         state = oauth_mod.new_state()
         now = self.clock.now()
         redirect = redirect_uri or self.settings.redirect_uri
-        pending = PendingLogin(state=state, verifier=verifier, user_id=uid, redirect_uri=redirect,
+        pending = PendingLogin(state=state, verifier=verifier, user_id=uid,
+                               redirect_uri=redirect + (PendingLogin.LONG_LIVED_MARK if long_lived else ""),
                                created_at=now, expires_at=now + self.settings.pending_ttl)
         await self.store.sweep_pending()
         await self.store.save_pending(pending)
-        url = oauth_mod.authorize_url(self.settings, state=state,
+        asked = self.settings.replace(scopes=oauth_mod.LONG_LIVED_SCOPE) if long_lived else self.settings
+        url = oauth_mod.authorize_url(asked, state=state,
                                       challenge=oauth_mod.challenge_for(verifier), redirect_uri=redirect)
         return LoginStart(uid, url, state, pending.expires_at)
 
@@ -670,13 +732,15 @@ class AuthService:
             raise
         try:
             answer = await self.oauth.exchange(code, state=pending.state, verifier=pending.verifier,
-                                               redirect_uri=pending.redirect_uri)
+                                               redirect_uri=pending.sent_redirect_uri,
+                                               **({"long_lived": True} if pending.long_lived else {}))
         except InvalidGrant as exc:
             await self.store.save_pending(pending)  # the login stays open for a corrected code
             await self._audit("login", uid, False, str(exc))
-            raise LoginError("the code was rejected (invalid_grant): it is wrong, expired or already used",
-                             hint="open the login URL again and paste the new code, or "
-                                  + login_hint(uid)) from exc
+            message, hint = user_line(exc, uid)
+            failure = LoginError(message, hint=hint)
+            failure.exit_code = exc.exit_code
+            raise failure from exc
         except OAuthError as exc:
             await self.store.save_pending(pending)
             await self._audit("login", uid, False, str(exc))
@@ -745,6 +809,12 @@ class AuthService:
 
     async def audit_trail(self, user_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
         return await self.store.audit_trail(user_id, limit)
+
+    async def doctor(self, user_id: str | None = None):
+        """Every check of ``claude-console doctor`` (console/doctor.py); changes nothing."""
+        from .doctor import run_checks
+
+        return await run_checks(self, user_id)
 
     async def health(self) -> list[TierHealth]:
         out = await self.store.health()
@@ -849,6 +919,7 @@ class AuthService:
             "last_used": record.last_used,
             "refresh_count": record.refresh_count,
             "last_refresh_error": record.last_refresh_error,
+            "long_lived": record.long_lived,
             "held_locally": record.user_id in self.held_users(),
         }
 
@@ -860,7 +931,10 @@ class AuthService:
         token = await self.get_access_token(uid)
         response = await self.oauth.api(method, path, token, **kwargs)
         if response.status_code != 401:
-            return response
+            return await self._api_answer(uid, response)
+        refused = oauth_mod.refusal_error(oauth_mod.answer_of(response, "api"), what="API call", user=uid)
+        if refused.kind == "beta_missing":  # a refresh would not help: the call lacked the beta header
+            raise refused
         self.forget(uid)
         record = await self._load_tokens(uid)
         if record is None:
@@ -869,11 +943,36 @@ class AuthService:
             record = await self._refresh_single_flight(uid, record, force=True)
         response = await self.oauth.api(method, path, record.access_token, **kwargs)
         if response.status_code == 401:
-            raise OAuthError(f"the API rejected the token of user {uid!r} even after a refresh (HTTP 401)",
-                             hint=login_hint(uid), status=401)
+            refused = oauth_mod.refusal_error(oauth_mod.answer_of(response, "api"), what="API call", user=uid)
+            if refused.kind is None:
+                raise OAuthError(f"the API rejected the token of user {uid!r} even after a refresh (HTTP 401)",
+                                 hint=login_hint(uid), status=401)
+            raise refused
+        return await self._api_answer(uid, response)
+
+    async def _api_answer(self, uid: str, response):
+        """An API answer, unless it is a refusal the table names for the account: a disabled or
+        OAuth-refusing organization marks the record; Claude-Code-only and a missing beta raise."""
+        if response.status_code < 400 or response.status_code == 429 or response.status_code >= 500:
+            return response
+        refused = oauth_mod.refusal_error(oauth_mod.answer_of(response, "api"), what="API call", user=uid)
+        if isinstance(refused, AccountBlocked):
+            async with self.store.locked(uid):
+                current = await self._load_fresh(uid)
+                if current is not None:
+                    raise await self._refresh_blocked(uid, current, refused)
+            raise refused
+        if refused.kind in ("claude_code_only", "beta_missing"):
+            raise refused
         return response
 
     async def profile(self, user_id: str | None = None) -> dict[str, Any]:
+        record = await self.cached_record(user_id)
+        if record is not None and record.long_lived:
+            uid = self.user(user_id)
+            raise ConsoleError(f"user {uid!r} holds a long-lived token (scope user:inference only), so "
+                               "profile and usage calls are skipped: they need user:profile",
+                               hint=f"for the account details run: claude-console login --user {uid}")
         response = await self.call_api("GET", "/api/oauth/profile", user_id)
         if response.status_code >= 400:
             raise OAuthError(f"the profile endpoint answered HTTP {response.status_code}",

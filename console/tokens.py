@@ -18,6 +18,13 @@ class Status(str, Enum):
     EXPIRED_REFRESHABLE = "expired_refreshable"
     EXPIRED = "expired"
     NEEDS_LOGIN = "needs_login"
+    ACCOUNT_DISABLED = "account_disabled"    # Claude disabled the organization
+    OAUTH_NOT_ALLOWED = "oauth_not_allowed"  # Claude refuses OAuth for the organization
+
+    @property
+    def blocked(self) -> bool:
+        """Claude refused the organization: kept, never refreshed until an operator acts."""
+        return self in (Status.ACCOUNT_DISABLED, Status.OAUTH_NOT_ALLOWED)
 
     @property
     def usable(self) -> bool:
@@ -31,6 +38,8 @@ class Status(str, Enum):
 
 
 _URGENCY = {
+    Status.ACCOUNT_DISABLED: 0,
+    Status.OAUTH_NOT_ALLOWED: 0,
     Status.NEEDS_LOGIN: 0,
     Status.EXPIRED: 1,
     Status.EXPIRED_REFRESHABLE: 2,
@@ -74,6 +83,12 @@ class TokenRecord:
 
     def status(self, now: float | None = None, buffer: float = DEFAULT_REFRESH_BUFFER) -> Status:
         return token_status(self, now, buffer)
+
+    @property
+    def long_lived(self) -> bool:
+        """A setup token (``claude setup-token``, ``login --long-lived``): inference only, no
+        refresh token, never refreshed."""
+        return is_long_lived(self)
 
     def expires_in(self, now: float | None = None) -> float:
         return self.expires_at - (time.time() if now is None else now)
@@ -169,10 +184,22 @@ def check_values(data: dict[str, Any]) -> None:
 
 def token_status(record: TokenRecord, now: float | None = None,
                  buffer: float = DEFAULT_REFRESH_BUFFER) -> Status:
-    """The single place that decides a token's status."""
+    """The single place that decides a token's status.
+
+    ``account_disabled`` and ``oauth_not_allowed`` are stored as ``needs_login`` (never
+    refreshed by anything automatic) with the refusal's name heading ``last_refresh_error``,
+    so every tier keeps them without a new column.
+    """
     if record.needs_login:
+        head = (record.last_refresh_error or "").split(":", 1)[0]
+        if head == Status.ACCOUNT_DISABLED.value:
+            return Status.ACCOUNT_DISABLED
+        if head == Status.OAUTH_NOT_ALLOWED.value:
+            return Status.OAUTH_NOT_ALLOWED
         return Status.NEEDS_LOGIN
     left = record.expires_at - (time.time() if now is None else now)
+    if left > 0 and is_long_lived(record):
+        return Status.ACTIVE  # never refreshed, so never "expiring": active until it expires
     if left > buffer:
         return Status.ACTIVE
     if left > 0:
@@ -180,6 +207,14 @@ def token_status(record: TokenRecord, now: float | None = None,
     if record.refresh_token:
         return Status.EXPIRED_REFRESHABLE
     return Status.EXPIRED
+
+
+LONG_LIVED_SCOPE = "user:inference"
+
+
+def is_long_lived(record: TokenRecord) -> bool:
+    return (not record.refresh_token and LONG_LIVED_SCOPE in record.scopes
+            and "user:profile" not in record.scopes)
 
 
 def mask(token: str | None) -> str:

@@ -16,6 +16,25 @@ from .errors import UsageError
 
 USER_ID_MAX = 256  # the database column (the seed's VARCHAR(256))
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What must not reach a terminal or a log as it is: C0 (but newline and tab, which a caller
+# may keep), DEL, C1, and the Unicode characters that break or reorder lines (line and
+# paragraph separators, bidirectional overrides and marks, the byte-order mark).
+_UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff"
+_UNSAFE_KEEP_LINES = re.compile(f"[{_UNSAFE}]")
+_UNSAFE_ALL = re.compile(f"[\n\t{_UNSAFE}]")
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, keep_lines: bool = False) -> str:
+    """``text`` with every character that could move the cursor, clear the screen or forge a
+    line escaped (``\\x1b``, ``\\u2028``); invalid UTF-8 (lone surrogates) escaped too.
+    ``keep_lines`` leaves newlines and tabs alone (whole messages, not single values)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return (_UNSAFE_KEEP_LINES if keep_lines else _UNSAFE_ALL).sub(_escaped, text)
 # The same rule as a JSON-schema pattern (the OpenAPI document states it).
 USER_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
@@ -58,9 +77,7 @@ def resolve_user(user_id: str | None, default: str) -> str:
 def shown(value: object, limit: int = 80) -> str:
     """An id as it may be printed anywhere: control characters (and invalid UTF-8) escaped,
     long ids cut with an ellipsis. Rich markup is the screen's business: see ``markup_safe``."""
-    text = value if isinstance(value, str) else str(value)
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = printable(value if isinstance(value, str) else str(value))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -56,6 +56,9 @@ def test_shown_escapes_and_cuts():
     assert shown("\x9b") == "\\x9b"
     assert shown("bad\udcff") == "bad\\udcff"
     assert shown("a" * 300, 20) == "a" * 19 + "…"
+    # Unicode that breaks or reorders a line: separators, bidirectional overrides.
+    assert shown("x\u2028y\u2029z") == "x\\u2028y\\u2029z"
+    assert shown("admin\u202egnp.exe") == "admin\\u202egnp.exe"
     assert markup_safe("a[/]b") == "a\\[/]b"
 
 

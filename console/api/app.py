@@ -3,7 +3,8 @@
 No handler talks to a store or the provider: it validates the request, calls the service,
 and shapes the answer. Errors leave as ``{"error": "<one line>"}`` with a status that says
 whose move it is (4xx the caller's, 502 the provider's, 503 storage's). No response carries
-a refresh token; none carries an access token either (there is no token endpoint).
+a refresh token; only ``/auth/claude/oauth/token`` carries an access token (master key
+required, audited, rate limited per user).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings
-from ..errors import (ConsoleError, CryptoError, NeedsLogin, NotLoggedIn, OAuthError, StaleWrite,
+from ..errors import (AccountBlocked, ConsoleError, CryptoError, NeedsLogin, NotLoggedIn, OAuthError, StaleWrite,
                       StorageError, TierUnavailable)
 from .. import oauth
 from . import schemas
@@ -37,6 +38,8 @@ log = logging.getLogger("console.api")
 HEALTH_TTL = 1.0       # /health is open to all: at most one storage probe per second
 LOGIN_BURST = 10       # login starts per client at once ...
 LOGIN_PER_MINUTE = 10.0  # ... then this many a minute
+TOKEN_BURST = 10       # access tokens handed out per user at once ...
+TOKEN_PER_MINUTE = 30.0  # ... then this many a minute
 
 
 def status_for(exc: ConsoleError) -> int:
@@ -47,6 +50,8 @@ def status_for(exc: ConsoleError) -> int:
         return 409
     if isinstance(exc, (CryptoError, StorageError)):
         return 500  # unreadable or corrupt storage: an operator must act
+    if isinstance(exc, AccountBlocked):
+        return 409  # Claude refused the organization: an operator must act, not a retry
     if isinstance(exc, OAuthError):
         return 502  # the provider failed; tokens untouched (invalid_grant becomes NeedsLogin/LoginError)
     if isinstance(exc, NotLoggedIn):
@@ -95,6 +100,7 @@ class _Api:
         self.max_body = max_body
         self.metrics = ApiMetrics()
         self.login_limit = TokenBuckets(login_burst, login_per_minute)
+        self.token_limit = TokenBuckets(TOKEN_BURST, TOKEN_PER_MINUTE)
         self.health_ttl = health_ttl
         self._health: tuple[float, list] | None = None
         self._health_lock = asyncio.Lock()
@@ -169,6 +175,22 @@ class _Api:
         record = await self.service.cached_record(uid)
         return JSONResponse(self.service.status_report(record, uid))
 
+    async def token(self, request: Request) -> Response:
+        """An access token for a sidecar (never the refresh token); the console keeps refreshing."""
+        query = schemas.read_query(request, schemas.STATUS_QUERY)
+        if self.master_key is None:
+            return error(403, "the token endpoint hands out access tokens, so it needs a master key; "
+                              "set LITELLM_MASTER_KEY and serve without --insecure-no-auth")
+        uid = self.service.user(query.get("user_id"))
+        wait = self.token_limit.take(uid)
+        if wait > 0:
+            seconds = max(1, int(wait + 0.999))
+            return error(429, f"too many token requests for user {uid!r}; retry in {seconds}s",
+                         headers={"Retry-After": str(seconds)})
+        record = await self.service.hand_out(uid, f"api:{self._client(request)}")
+        return JSONResponse({"access_token": record.access_token, "expires_at": record.expires_at},
+                            headers={"cache-control": "no-store"})
+
     async def refresh(self, request: Request) -> Response:
         body = await schemas.read_json(request, schemas.REFRESH_BODY, self.max_body)
         record = await self.service.refresh(body.get("user_id"), force=body.get("force", True))
@@ -241,6 +263,7 @@ def create_api(service, settings: Settings, *, insecure_no_auth: bool = False, h
         Route("/auth/claude/oauth/exchange", _guarded(api.exchange), methods=["POST"]),
         Route("/auth/claude/oauth/status", _guarded(api.status), methods=["GET"]),
         Route("/auth/claude/oauth/refresh", _guarded(api.refresh), methods=["POST"]),
+        Route("/auth/claude/oauth/token", _guarded(api.token), methods=["GET"]),
         Route("/auth/claude/oauth/logout", _guarded(api.logout), methods=["POST"]),
         Route("/auth/claude/users", _guarded(api.users), methods=["GET"]),
         Route("/health", _guarded(api.health), methods=["GET"]),

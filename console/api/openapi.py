@@ -17,17 +17,20 @@ _NNUM = {"type": ["number", "null"]}
 _INT = {"type": "integer"}
 _USER_ID = {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX, "pattern": USER_ID_PATTERN,
             "description": "The user whose tokens to use; default: the server's default user."}
-_STATUSES = ["active", "expiring", "expired_refreshable", "expired", "needs_login", "not_logged_in"]
+_STATUSES = ["active", "expiring", "expired_refreshable", "expired", "needs_login", "account_disabled",
+             "oauth_not_allowed", "not_logged_in"]
 
 _REASONS = {
     400: "Bad request: malformed JSON, or the login or code was refused",
     401: "Missing or wrong master key",
+    403: "The server runs without a master key, so it hands out no access tokens",
     404: "The user is not logged in",
-    409: "The user must log in again (the refresh token was rejected or is missing)",
+    409: "The user must log in again (the refresh token was rejected or is missing), or Claude refused "
+         "the organization (account_disabled, oauth_not_allowed)",
     413: f"The request body is larger than {MAX_BODY_BYTES} bytes",
     415: "The body is not application/json",
     422: "Unknown, missing or invalid field",
-    429: "Too many login starts from this client",
+    429: "Too many requests: login starts per client, or access tokens per user",
     502: "The OAuth provider failed or rate-limited us (stored tokens unchanged)",
     503: "A storage tier is unavailable",
 }
@@ -85,7 +88,11 @@ SCHEMAS: dict[str, Any] = {
         usable={"type": "boolean"}, expires_in=_INT, expires_at={"type": "number"},
         needs_refresh={"type": "boolean"}, source=_NSTR, account_email=_NSTR, organization=_NSTR,
         scopes={"type": "array", "items": _STR}, last_used=_NNUM, refresh_count=_INT,
-        last_refresh_error=_NSTR),
+        last_refresh_error=_NSTR,
+        long_lived={"type": "boolean", "description": "A setup token: inference only, never refreshed"}),
+    "AccessToken": _obj(["access_token", "expires_at"],
+                        access_token={"type": "string", "description": "Bearer token for the Claude API"},
+                        expires_at={"type": "number", "description": "Seconds since the epoch"}),
     "RefreshRequest": _obj([], user_id=_USER_ID,
                            force={"type": "boolean", "default": True,
                                   "description": "false: refresh only if the token is expiring"}),
@@ -128,6 +135,14 @@ PATHS: dict[str, Any] = {
         "requestBody": _body("RefreshRequest"),
         "responses": _responses(_json(_ref("RefreshResponse"), "Refreshed (or already fresh)"),
                                 400, 401, 404, 409, 413, 415, 422, 502, 503)}},
+    "/auth/claude/oauth/token": {"get": {
+        "operationId": "getAccessToken", "summary": "A valid access token for a sidecar (never the refresh token)",
+        "description": "Refreshed first when inside the refresh buffer; the console stays the one refresher. "
+                       "Needs the master key (403 when the server runs without one), audited, rate-limited "
+                       "per user (429 with Retry-After).",
+        "parameters": [_USER_PARAM],
+        "responses": _responses(_json(_ref("AccessToken"), "A valid access token"),
+                                401, 403, 404, 409, 422, 429, 502, 503)}},
     "/auth/claude/oauth/logout": {"post": {
         "operationId": "logout", "summary": "Delete the user's stored tokens",
         "requestBody": _body("LogoutRequest"),
@@ -165,7 +180,8 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "claude-console", "version": __version__,
                  "description": "Claude OAuth tokens over HTTP: log users in, refresh, report status. "
-                                "No response ever carries a refresh token or an access token."},
+                                "No response carries a refresh token; only /auth/claude/oauth/token "
+                                "carries an access token."},
         "security": [{"masterKey": []}],
         "paths": PATHS,
         "components": {

@@ -17,8 +17,18 @@ from .output import emit_json, err, isatty, out, run
 
 
 def cmd_login(args) -> int:
+    if args.port is not None and not args.loopback:
+        raise UsageError("--port is for --loopback logins", hint="add --loopback, or leave out --port")
+    if args.loopback:
+        if args.redirect_uri:
+            raise UsageError("--loopback sets the redirect URI itself", hint="leave out --redirect-uri")
+        if args.port is not None and not 0 <= args.port <= 65535:
+            raise UsageError(f"--port {args.port} is not a port", hint="give 1-65535, or leave it out")
+        return _login_loopback(args)
+
     async def body(service) -> int:
-        start = await service.start_login(args.user, redirect_uri=args.redirect_uri)
+        start = await service.start_login(args.user, redirect_uri=args.redirect_uri,
+                                          long_lived=args.long_lived)
         if args.json:
             emit_json({"authorization_url": start.authorization_url, "state": start.state,
                        "expires_at": start.expires_at, "user_id": start.user_id})
@@ -47,6 +57,56 @@ def cmd_login(args) -> int:
                 return 0
         out("Then finish with:")
         out(f"  {fix_command('callback', start.user_id, shlex.quote('CODE#STATE'))}")
+        return 0
+
+    return run(args, body)
+
+
+def _login_loopback(args) -> int:
+    import asyncio
+    import threading
+
+    from ..loopback import LoopbackListener, login_by_loopback
+
+    async def body(service) -> int:
+        listener = await LoopbackListener(args.port or 0).open()
+        loop = asyncio.get_running_loop()
+        pasted = loop.create_future() if isatty(sys.stdin) and not args.no_wait else None
+
+        def on_start(start) -> None:
+            minutes = int(service.settings.pending_ttl // 60)
+            if args.json:
+                emit_json({"authorization_url": start.authorization_url, "state": start.state,
+                           "expires_at": start.expires_at, "user_id": start.user_id,
+                           "redirect_uri": listener.redirect_uri})
+            else:
+                out(f"Log in user '{start.user_id}': open this URL in a browser (valid {minutes} minutes):")
+                out()
+                out(start.authorization_url)
+                out()
+                _maybe_qr(start.authorization_url)
+                out(f"Waiting for the browser on {listener.redirect_uri} (from another machine: "
+                    f"ssh -L {listener.port}:localhost:{listener.port} THIS-HOST).")
+            if not args.no_browser:
+                _open_browser(start.authorization_url)
+            if pasted is not None:
+                out("Or paste the code Claude shows (CODE#STATE, the callback URL or the bare code):")
+
+                def read() -> None:  # a daemon thread: left blocked on input() when the browser wins
+                    try:
+                        text = input().strip()
+                    except (EOFError, KeyboardInterrupt):
+                        text = ""
+                    loop.call_soon_threadsafe(lambda: pasted.done() or pasted.set_result(text))
+
+                threading.Thread(target=read, daemon=True).start()
+
+        record = await login_by_loopback(service, args.user, listener, long_lived=args.long_lived,
+                                         on_start=on_start, pasted=pasted)
+        if record is None:
+            out("The login was finished elsewhere (or a newer one was started); nothing more to do here.")
+            return 0
+        _print_logged_in(service, record)
         return 0
 
     return run(args, body)
@@ -85,7 +145,8 @@ def _print_logged_in(service, record) -> None:
     from ..tokens import format_duration
 
     who = record.account_email or "unknown account"
-    out(f"Logged in user '{shown(record.user_id)}' as {who}; the token expires in {format_duration(left)} "
+    kind = "long-lived token (never refreshed)" if record.long_lived else "token"
+    out(f"Logged in user '{shown(record.user_id)}' as {who}; the {kind} expires in {format_duration(left)} "
         f"({format_time(record.expires_at)}).")
 
 
@@ -125,13 +186,19 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
     left = report["expires_in"]
     status = report["status"]
     when = f"expires in {format_duration(left)}" if left > 0 else f"expired {format_duration(-left)} ago"
-    lines = [f"{uid}: {status.replace('_', ' ')}, {when} ({format_time(report['expires_at'])})",
+    kind = " (long-lived)" if report.get("long_lived") else ""
+    lines = [f"{uid}: {status.replace('_', ' ')}{kind}, {when} ({format_time(report['expires_at'])})",
              f"  account  {report['account_email'] or 'unknown'}"
              + (f" ({report['organization']})" if report.get("organization") else ""),
              f"  source   {report['source']}",
              f"  refreshes {report['refresh_count']}, last used {format_time(report['last_used'])}"]
+    if report.get("long_lived"):
+        lines.append("  long-lived token (user:inference only): never refreshed; log in again when it expires")
     if status == "needs_login":
         lines.append(f"  the refresh token was rejected. Run: {fix_command('login', raw_uid)}")
+    elif status in ("account_disabled", "oauth_not_allowed"):
+        lines.append("  Claude refused the organization; the tokens are kept and not refreshed. Once resolved "
+                     f"run: {fix_command('refresh', raw_uid)} (or log in again)")
     elif status == "expired":
         lines.append(f"  no refresh token. Run: {fix_command('login', raw_uid)}")
     elif status in ("expiring", "expired_refreshable"):
@@ -233,6 +300,39 @@ def cmd_token(args) -> int:
     return run(args, body)
 
 
+def cmd_exec(args) -> int:
+    """Run CMD with a valid access token in CLAUDE_CODE_OAUTH_TOKEN; CMD's exit code is ours."""
+    from ..handoff import child_environment
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise UsageError("exec needs a command to run", hint="e.g. claude-console exec --user U -- claude")
+    program = command[0] if os.sep in command[0] else shutil.which(command[0])
+    if program is None or not os.access(program, os.X_OK):
+        missing = ConsoleError(f"command not found: {command[0]}", hint="check the name and PATH; nothing was run")
+        missing.exit_code = 127
+        raise missing
+    handed: dict[str, str] = {}
+
+    async def body(service) -> int:
+        record = await service.hand_out(args.user, f"exec:{os.path.basename(command[0])}")
+        handed["token"] = record.access_token
+        return 0
+
+    run(args, body)
+    env = child_environment(os.environ, handed.pop("token"))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:  # the child replaces this process: its exit code and signals are the caller's directly
+        os.execve(program, command, env)
+    except OSError as exc:
+        failed = ConsoleError(f"cannot run {command[0]}: {exc.strerror}", hint="nothing was run")
+        failed.exit_code = 126
+        raise failed from None
+
+
 def cmd_users(args) -> int:
     async def body(service) -> int:
         from ..tokens import format_duration
@@ -247,7 +347,8 @@ def cmd_users(args) -> int:
             return 0
         out(f"{'USER':<20} {'STATUS':<20} {'EXPIRES IN':>11}  {'REFRESHES':>9}  {'SOURCE':<8} ACCOUNT")
         for r in reports:
-            out(f"{shown(r['user_id'], 20):<20} {r['status']:<20} {format_duration(r['expires_in']):>11}  "
+            word = r["status"] + (" long-lived" if r.get("long_lived") else "")
+            out(f"{shown(r['user_id'], 20):<20} {word:<20} {format_duration(r['expires_in']):>11}  "
                 f"{r['refresh_count']:>9}  {r['source']:<8} {r['account_email'] or ''}")
         return 0
 

@@ -169,13 +169,35 @@ def cmd_restore(args) -> int:
     return run(args, body)
 
 
+def parse_when(text: str | None) -> float | None:
+    """``--expires-at``: epoch seconds or milliseconds, or ISO-8601 (UTC unless it says)."""
+    if text is None:
+        return None
+    from datetime import datetime, timezone
+
+    from ..tokens import parse_expires_at
+
+    try:
+        return parse_expires_at(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--expires-at {text!r} is not a time",
+                         hint="give seconds since the epoch or an ISO-8601 time, e.g. 2027-12-01T00:00:00Z") from None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def cmd_import(args) -> int:
+    expires_at = parse_when(getattr(args, "expires_at", None))
+
     async def body(service) -> int:
         from ..tokens import format_duration
         from ..transfer import import_tokens
 
         result = await import_tokens(service, args.source, getattr(args, "path", None), args.user,
-                                     force=args.force)
+                                     force=args.force, expires_at=expires_at)
         record = result.record
         if not result.changed:
             out(f"User '{record.user_id}' already has the tokens from {result.origin}; nothing was changed.")
@@ -183,8 +205,11 @@ def cmd_import(args) -> int:
         left = record.expires_at - time.time()
         when = f"expires in {format_duration(left)}" if left > 0 else f"expired {format_duration(-left)} ago"
         refresh = "with" if record.refresh_token else "without"
-        out(f"Imported user '{record.user_id}' from {result.origin}: {service.status_of(record).value}, {when}, "
-            f"{refresh} a refresh token.")
+        kind = " (long-lived, never refreshed)" if record.long_lived else ""
+        out(f"Imported user '{record.user_id}' from {result.origin}: {service.status_of(record).value}{kind}, "
+            f"{when}, {refresh} a refresh token.")
+        if record.long_lived and expires_at is None:
+            out("Its expiry is not in the token: taken as a year from now (pass --expires-at to say when).")
         if args.source == "env":
             out("The stored token now comes before CLAUDE_ACCESS_TOKEN; you may unset the CLAUDE_* variables.")
         return 0

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from typing import Any, Callable
 
-# Terminal controls (C0 but newline and tab, DEL, C1) and invalid UTF-8 never reach a
-# terminal from a verb: whatever a stored id or an error holds, it cannot move the cursor.
-_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from .. import users
+
 
 
 def printable(text: str) -> str:
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Terminal controls and invalid UTF-8 never reach a terminal from a verb: whatever a
+    stored id or an error holds, it cannot move the cursor or forge a line."""
+    return users.printable(text, keep_lines=True)
 
 
 def out(text: str = "", *, raw: bool = False) -> None:
@@ -48,6 +47,8 @@ def cli_settings(args):
 
     settings = load_settings(args.config)
     setup_logging(settings.log_level or None, verbose=args.verbose)
+    for warning in settings.warnings():  # hosts that moved: said at every start
+        err(f"warning: {warning}")
     return settings
 
 

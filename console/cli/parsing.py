@@ -8,15 +8,16 @@ import sys
 from .. import __version__
 from ..errors import ConsoleError
 from ..users import check_user_id
-from .accounts import (cmd_audit, cmd_callback, cmd_login, cmd_logout, cmd_refresh, cmd_status,
-                       cmd_token, cmd_users)
+from .accounts import (cmd_audit, cmd_callback, cmd_exec, cmd_login, cmd_logout, cmd_refresh,
+                       cmd_status, cmd_token, cmd_users)
+from .doctor import cmd_doctor
 from .files import RefuseOnCommandLine, cmd_backup, cmd_export, cmd_import, cmd_restore
 from .output import err, isatty, out
 from .servers import (cmd_health, cmd_migrate, cmd_refresher, cmd_rotate_key, cmd_sandbox, cmd_serve,
                       cmd_web)
 
-VERBS = ("login", "callback", "status", "refresh", "logout", "token", "users", "audit", "health",
-         "sandbox", "serve", "web", "migrate", "rotate-key", "refresher", "backup", "restore",
+VERBS = ("login", "callback", "status", "refresh", "logout", "token", "exec", "users", "audit", "health",
+         "doctor", "sandbox", "serve", "web", "migrate", "rotate-key", "refresher", "backup", "restore",
          "import", "export")
 
 
@@ -109,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-browser", action="store_true", help="never try to open a browser")
     p.add_argument("--no-wait", action="store_true", help="do not prompt for the code")
     p.add_argument("--redirect-uri", metavar="URI", help="override the redirect URI for this login")
+    p.add_argument("--long-lived", action="store_true",
+                   help="a long-lived token as `claude setup-token` gets: a year, inference only, no refresh "
+                        "token, never refreshed")
+    p.add_argument("--loopback", action="store_true",
+                   help="let the browser come back to http://localhost:N/callback (same machine, or ssh -L "
+                        "N:localhost:N); a pasted code still works")
+    p.add_argument("--port", type=int, metavar="N", help="the loopback port (default: a free one)")
     p.add_argument("--json", action="store_true", help="print {authorization_url, state, expires_at}")
 
     p = verb("callback", cmd_callback, "finish a login with CODE#STATE, the callback URL or the code")
@@ -129,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     verb("token", cmd_token, "print only a valid access token (refreshing when needed)")
 
+    p = verb("exec", cmd_exec, "run CMD (e.g. claude) with a valid access token in CLAUDE_CODE_OAUTH_TOKEN; "
+             "the refresh token stays here; CMD's exit code is passed through")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
+
     p = verb("users", cmd_users, "list every user with status, expiry and source", user=False)
     p.add_argument("--json", action="store_true")
 
@@ -141,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--url", metavar="URL", help="ask a running server instead, e.g. "
                    "http://127.0.0.1:4000/health (exit 0 up, 3 primary tier down, 1 no answer)")
+
+    p = verb("doctor", cmd_doctor, "check configuration, storage, the key, the network and Claude's token "
+             "endpoint (with --user: a profile call); exit 0 when all pass")
+    p.add_argument("--json", action="store_true")
 
     no_auth_help = "allow running without LITELLM_MASTER_KEY; only with --host 127.0.0.1 (or ::1)"
     p = verb("serve", cmd_serve, "serve the HTTP API (OAuth endpoints, /health, /metrics)", user=False)
@@ -219,7 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = import_source("claude-code", "Claude Code's credentials (default: ~/.claude/.credentials.json)")
     s.add_argument("path", metavar="PATH", nargs="?", help="the credentials file")
-    import_source("env", "CLAUDE_ACCESS_TOKEN, CLAUDE_REFRESH_TOKEN and CLAUDE_EXPIRES_AT")
+    s = import_source("env", "CLAUDE_ACCESS_TOKEN, CLAUDE_REFRESH_TOKEN and CLAUDE_EXPIRES_AT, or a "
+                             "long-lived setup token in CLAUDE_CODE_OAUTH_TOKEN")
+    s.add_argument("--expires-at", metavar="WHEN",
+                   help="the token's expiry: seconds or milliseconds since the epoch, or an ISO-8601 time "
+                        "(a setup token's is otherwise taken as a year from now)")
     s = import_source("file", "the seed's single-user token file {accessToken, refreshToken, expiresAt}")
     s.add_argument("path", metavar="PATH", help="the token file")
 

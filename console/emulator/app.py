@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .state import (
+    CLOUDFLARE_PAGE,
     OAUTH_BETA,
     OAUTH_NOT_SUPPORTED,
     ApiError,
@@ -162,8 +163,19 @@ def create_app(state: Optional[EmulatorState] = None) -> Starlette:
 
     # ---------------------------------------------------------------- token host
 
+    def gatekeeper(request: Request) -> Optional[Response]:
+        """What answers before the token endpoint: Cloudflare's 1010 page, or the moved host's 404."""
+        if st.blocked_agent(request.headers.get("user-agent")):
+            return Response(CLOUDFLARE_PAGE, status_code=403, media_type="text/html; charset=UTF-8")
+        if st.config.token_moved:
+            return _json({"type": "error", "error": {"type": "not_found_error", "message": "Not found"}}, 404)
+        return None
+
     async def token(request: Request) -> Response:
         await delay()
+        gate = gatekeeper(request)
+        if gate is not None:
+            return gate
         params: Optional[dict] = None
         error: Optional[OAuthError] = None
         try:
@@ -179,12 +191,15 @@ def create_app(state: Optional[EmulatorState] = None) -> Starlette:
             if error is not None:
                 raise error
             return _json(st.token(params), headers=_NO_STORE)
-        except OAuthError as e:
+        except (OAuthError, ApiError) as e:
             return _json(e.body(), e.status)
 
     async def seed_refresh(request: Request) -> Response:
         """The seed's `/v1/oauth/refresh` style: beta header plus `{"refresh_token"}`."""
         await delay()
+        gate = gatekeeper(request)
+        if gate is not None:
+            return gate
         hit = faulted("refresh")
         if hit is not None:
             return hit
@@ -199,7 +214,7 @@ def create_app(state: Optional[EmulatorState] = None) -> Starlette:
                 require_client=False,
             )
             return _json(result, headers=_NO_STORE)
-        except OAuthError as e:
+        except (OAuthError, ApiError) as e:
             return _json(e.body(), e.status)
 
     # ---------------------------------------------------------------- API host
@@ -347,6 +362,18 @@ def create_app(state: Optional[EmulatorState] = None) -> Starlette:
             return _json({"error": "not_found", "error_description": "unknown access token"}, 404)
         return _json({"expired": True})
 
+    async def org(request: Request) -> Response:
+        """``{"email", "state": "disabled" | "not_allowed" | "active"}``: an organization's standing."""
+        try:
+            body = await control_body(request)
+            email = body.get("email")
+            if not isinstance(email, str) or not email:
+                return bad("email is required")
+            st.set_org_state(email, body.get("state"))
+        except (ValueError, TypeError) as e:
+            return bad(str(e))
+        return _json({"email": email, "state": body.get("state")})
+
     async def health(request: Request) -> Response:
         return _json({"ok": True, "emulator": True, "note": "Claude OAuth emulator, not Claude"})
 
@@ -367,6 +394,7 @@ def create_app(state: Optional[EmulatorState] = None) -> Starlette:
         Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_emulator/revoke", revoke, methods=["POST"]),
         Route("/_emulator/expire", expire, methods=["POST"]),
+        Route("/_emulator/org", org, methods=["POST"]),
         Route("/_emulator/health", health, methods=["GET"]),
     ]
     app = Starlette(routes=routes)

@@ -32,7 +32,20 @@ API_KEY_PREFIX = "sk-ant-api03-"
 OAUTH_BETA = "oauth-2025-04-20"
 REFRESH_INVALID = "Refresh token not found or invalid"
 OAUTH_NOT_SUPPORTED = "OAuth authentication is currently not supported."
-TOKEN_EXPIRED = "OAuth token has expired."
+TOKEN_EXPIRED = "OAuth token has expired. Please obtain a new token or refresh your existing token."
+# The 2026 refusals, word for word (../shared/claude-oauth-protocol.md, "What changed in 2026").
+BAD_CODE = "Invalid 'code' in request."
+BAD_REDIRECT = "Invalid 'redirect_uri' in request"
+ORG_DISABLED = "This organization has been disabled."
+OAUTH_NOT_ALLOWED = "OAuth authentication is currently not allowed for this organization."
+CLAUDE_CODE_ONLY = ("This credential is only authorized for use with Claude Code and cannot be used for "
+                    "other API requests.")
+CLOUDFLARE_PAGE = ("<!DOCTYPE html><html><head><title>Access denied | platform.claude.com used Cloudflare to "
+                   "restrict access</title></head><body><h1>Access denied</h1><p>error code: 1010</p>"
+                   "<p>The owner of this website has banned your access based on your browser's signature."
+                   "</p></body></html>")
+LONG_LIVED_TTL = 31536000  # `claude setup-token`: a year, scope user:inference, no refresh token
+ORG_STATES = ("active", "disabled", "not_allowed")
 
 # Fault targets -> request kinds they hit. Kinds: "exchange" and "refresh" (token grants,
 # refresh includes the seed-style endpoint), "token" (token endpoint, grant unknown or body
@@ -149,6 +162,14 @@ class EmulatorConfig:
     omit_refresh_token: bool = False
     code_ttl: int = DEFAULT_CODE_TTL
     default_email: str = DEFAULT_EMAIL
+    # Cloudflare in front of the token host: agents containing one of these get an HTML 403 (1010).
+    blocked_user_agents: list = field(default_factory=list)
+    # The token endpoint answers 404 not_found_error, as the old console.anthropic.com host does.
+    token_moved: bool = False
+    # "email_address" (older answers) or "email" (2026) in the profile's account.
+    profile_shape: str = "email_address"
+    # The API refuses OAuth tokens for anything but Claude Code (400, the terms).
+    claude_code_only: bool = False
 
 
 _CONFIG_TYPES: dict[str, tuple] = {
@@ -159,6 +180,10 @@ _CONFIG_TYPES: dict[str, tuple] = {
     "omit_refresh_token": (bool,),
     "code_ttl": (int,),
     "default_email": (str,),
+    "blocked_user_agents": (list,),
+    "token_moved": (bool,),
+    "profile_shape": (str,),
+    "claude_code_only": (bool,),
 }
 
 
@@ -255,6 +280,7 @@ class EmulatorState:
             self._refresh: dict[str, _Refresh] = {}
             self._families: list[_Family] = []
             self._faults: list[Fault] = []
+            self._org_states: dict[str, str] = {}  # email -> "disabled" | "not_allowed"
             self._active_refresh = 0
             self.counters: dict[str, int] = dict.fromkeys(_COUNTER_NAMES, 0)
 
@@ -272,6 +298,10 @@ class EmulatorState:
                 raise ValueError(f"{key} must be >= 0")
             if isinstance(value, str) and not value:
                 raise ValueError(f"{key} must not be empty")
+            if isinstance(value, list) and not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"{key} must be a list of non-empty strings")
+            if key == "profile_shape" and value not in ("email", "email_address"):
+                raise ValueError("profile_shape must be 'email' or 'email_address'")
         for key, value in changes.items():
             setattr(target, key, float(value) if key == "latency_ms" else value)
 
@@ -384,6 +414,28 @@ class EmulatorState:
             a.expires_at = min(a.expires_at, self.clock() - 1)
             return True
 
+    def set_org_state(self, email: str, org_state: str) -> None:
+        """Disable an account's organization, or refuse OAuth for it ("active" undoes it)."""
+        if org_state not in ORG_STATES:
+            raise ValueError(f"state must be one of {ORG_STATES}")
+        with self._lock:
+            if org_state == "active":
+                self._org_states.pop(email, None)
+            else:
+                self._org_states[email] = org_state
+
+    def blocked_agent(self, user_agent: Optional[str]) -> bool:
+        """Cloudflare's verdict on a token call's User-Agent."""
+        agent = (user_agent or "").lower()
+        return any(b.lower() in agent for b in self.config.blocked_user_agents)
+
+    def _check_org(self, email: str) -> None:
+        org_state = self._org_states.get(email)
+        if org_state == "disabled":
+            raise ApiError(400, "invalid_request_error", ORG_DISABLED)
+        if org_state == "not_allowed":
+            raise ApiError(403, "permission_error", OAUTH_NOT_ALLOWED)
+
     def account(self, email: Optional[str] = None) -> Account:
         """The account for an email, created on first sight with stable uuids."""
         with self._lock:
@@ -463,7 +515,7 @@ class EmulatorState:
                 raise OAuthError("invalid_client", "Invalid client_id", 401)
             code = self._codes.get(params["code"])
             if code is None:
-                raise OAuthError("invalid_grant", "Invalid authorization code")
+                raise OAuthError("invalid_grant", BAD_CODE)
             if code.used:
                 raise OAuthError("invalid_grant", "Authorization code has already been used")
             if self.clock() >= code.expires_at:
@@ -471,7 +523,7 @@ class EmulatorState:
             if code.client_id != params["client_id"]:
                 raise OAuthError("invalid_grant", "Authorization code was issued to another client")
             if code.redirect_uri != params["redirect_uri"]:
-                raise OAuthError("invalid_grant", "Redirect URI mismatch")
+                raise OAuthError("invalid_grant", BAD_REDIRECT)
             verifier = params["code_verifier"]
             if not _VERIFIER_RE.match(verifier):
                 raise OAuthError("invalid_grant", "Invalid code_verifier format")
@@ -479,10 +531,14 @@ class EmulatorState:
                 raise OAuthError("invalid_grant", "Invalid code verifier")
             if state_value and state_value != code.state:
                 raise OAuthError("invalid_grant", "State mismatch")
+            self._check_org(code.email)
             code.used = True
-            fam = _Family(code.email, code.client_id, code.scopes)
+            long_lived = params.get("expires_in") == LONG_LIVED_TTL
+            scopes = ("user:inference",) if long_lived else code.scopes
+            fam = _Family(code.email, code.client_id, scopes)
             self._families.append(fam)
-            out = self._issue(fam, code.scopes, with_refresh=True)
+            out = self._issue(fam, scopes, with_refresh=not long_lived,
+                              ttl=LONG_LIVED_TTL if long_lived else None)
             self.counters["exchange_ok"] += 1
             return out
 
@@ -515,6 +571,7 @@ class EmulatorState:
                         self.counters["family_revocations"] += 1
                 raise OAuthError("invalid_grant", REFRESH_INVALID)
             fam = rt.family
+            self._check_org(fam.email)
             if client_id and client_id != fam.client_id:
                 raise OAuthError("invalid_grant", "Refresh token was issued to another client")
             scopes = fam.scopes
@@ -546,17 +603,31 @@ class EmulatorState:
                 raise ApiError(401, "authentication_error", "OAuth token has been revoked.")
             if self.clock() >= a.expires_at:
                 raise ApiError(401, "authentication_error", TOKEN_EXPIRED)
+            self._check_org(a.email)
             return self._accounts[a.email], a.scopes
 
+    def _profile_scope(self, scopes: tuple) -> None:
+        if "user:profile" not in scopes:  # long-lived (setup) tokens: user:inference only
+            raise ApiError(403, "permission_error", "OAuth token does not meet scope requirement user:profile")
+
     def profile(self, token: Optional[str]) -> dict:
-        acc, _ = self.authenticate(token)
-        return {
-            "account": {"uuid": acc.uuid, "email_address": acc.email, "display_name": acc.display_name},
-            "organization": {"uuid": acc.org_uuid, "name": acc.org_name},
-        }
+        acc, scopes = self.authenticate(token)
+        self._profile_scope(scopes)
+        email_key = self.config.profile_shape
+        account = {"uuid": acc.uuid, email_key: acc.email, "display_name": acc.display_name}
+        org = {"uuid": acc.org_uuid, "name": acc.org_name}
+        if email_key == "email":  # the 2026 shape carries the plan too
+            account.update(has_claude_max=True, has_claude_pro=False)
+            org.update(organization_type="claude_max", billing_type="stripe_subscription",
+                       rate_limit_tier="default_claude_max_20x", has_extra_usage_enabled=False,
+                       subscription_status="active")
+        return {"account": account, "organization": org,
+                "application": {"uuid": str(uuid.uuid5(_ACCOUNT_NS, "app")), "name": "Claude Code",
+                                "slug": "claude-code"}}
 
     def usage(self, token: Optional[str]) -> dict:
-        self.authenticate(token)
+        _, scopes = self.authenticate(token)
+        self._profile_scope(scopes)
         now = _dt.datetime.fromtimestamp(self.clock(), _dt.timezone.utc).replace(microsecond=0)
 
         def window(hours: int) -> dict:
@@ -573,6 +644,8 @@ class EmulatorState:
     def message(self, token: Optional[str], request: Mapping[str, Any]) -> dict:
         """A minimal Messages API answer; says plainly it does not come from Claude."""
         self.authenticate(token)
+        if self.config.claude_code_only:
+            raise ApiError(400, "invalid_request_error", CLAUDE_CODE_ONLY)
         model = request.get("model") if isinstance(request.get("model"), str) else "claude-emulator"
         chars = 0
         for m in request.get("messages") or ():
@@ -605,16 +678,17 @@ class EmulatorState:
             self._accounts[email] = acc
         return acc
 
-    def _issue(self, fam: _Family, scopes: tuple, *, with_refresh: bool) -> dict:
+    def _issue(self, fam: _Family, scopes: tuple, *, with_refresh: bool, ttl: Optional[int] = None) -> dict:
         cfg = self.config
+        ttl = cfg.access_ttl if ttl is None else ttl
         access = ACCESS_PREFIX + secrets.token_urlsafe(64)
-        self._access[access] = _Access(fam.email, scopes, self.clock() + cfg.access_ttl, fam)
+        self._access[access] = _Access(fam.email, scopes, self.clock() + ttl, fam)
         fam.access_tokens.append(access)
         acc = self._accounts[fam.email]
         out = {
             "token_type": "Bearer",
             "access_token": access,
-            "expires_in": cfg.access_ttl,
+            "expires_in": ttl,
             "scope": " ".join(scopes),
             "organization": {"uuid": acc.org_uuid, "name": acc.org_name},
             "account": {"uuid": acc.uuid, "email_address": acc.email},

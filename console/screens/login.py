@@ -68,6 +68,9 @@ class LoginScreen(Screen[TokenRecord | None]):
         Binding("ctrl+r", "restart", "Start over"),
         Binding("enter", "finish", "Done"),
         Binding("down", "focus_users", "Existing users", show=False),
+        Binding("ctrl+l", "toggle_long_lived", "Long-lived", show=False,
+                tooltip="Ask for a long-lived token (a year, inference only, never refreshed), as "
+                        "`claude setup-token` does"),
         Binding("f1", "app.help", "Help", tooltip="Every key of this screen (? types into the fields)"),
     ]
 
@@ -79,6 +82,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         self.start = None  # the service's LoginStart
         self.record: TokenRecord | None = None
         self.busy = False
+        self.long_lived = False  # ctrl+l on the first stage: a setup token instead of a login
         self._users: list[tuple[str, str]] = []  # (user id, label)
 
     # -- layout ------------------------------------------------------------------------
@@ -224,7 +228,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         self.busy = True
         spinner.display = True
         try:
-            start = await self.app.service.start_login(uid)
+            start = await self.app.service.start_login(uid, long_lived=self.long_lived)
         except ConsoleError as exc:
             self._say(where, f"✗ {exc}", "error")
             return
@@ -318,9 +322,15 @@ class LoginScreen(Screen[TokenRecord | None]):
             return self.stage == "code" and not self.busy
         if action == "finish":
             return self.stage == "done"
-        if action == "focus_users":
+        if action in ("focus_users", "toggle_long_lived"):
             return self.stage == "pick"
         return True
+
+    def action_toggle_long_lived(self) -> None:
+        self.long_lived = not self.long_lived
+        self._say("#pick-message", "Long-lived token: ON (a year, inference only, never refreshed; "
+                  "ctrl+l turns it off)" if self.long_lived else "Long-lived token: off (a normal login)",
+                  "ok" if self.long_lived else "")
 
     def action_cancel(self) -> None:
         if self.stage == "done":

@@ -32,6 +32,19 @@ class PendingLogin:
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
 
+    # A long-lived login (``login --long-lived``) is marked by a fragment on its redirect URI,
+    # which no real redirect URI may carry (RFC 6749 3.1.2), so every tier keeps it as it is.
+    LONG_LIVED_MARK = "#long-lived"
+
+    @property
+    def long_lived(self) -> bool:
+        return self.redirect_uri.endswith(self.LONG_LIVED_MARK)
+
+    @property
+    def sent_redirect_uri(self) -> str:
+        """The redirect URI as the provider saw it (without the mark)."""
+        return self.redirect_uri.removesuffix(self.LONG_LIVED_MARK)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

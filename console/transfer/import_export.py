@@ -73,6 +73,9 @@ def read_import(kind: str, path: str | None, user_id: str, env: dict[str, str] |
     if kind == "env":
         env = os.environ if env is None else env
         access = env.get("CLAUDE_ACCESS_TOKEN")
+        if not access and env.get("CLAUDE_CODE_OAUTH_TOKEN"):  # a setup token: long-lived
+            from ..long_lived import setup_token_record
+            return setup_token_record(user_id, env["CLAUDE_CODE_OAUTH_TOKEN"]), "CLAUDE_CODE_OAUTH_TOKEN"
         if not access:
             raise UsageError("CLAUDE_ACCESS_TOKEN is not set, so there is nothing to import",
                              hint="set CLAUDE_ACCESS_TOKEN (and CLAUDE_REFRESH_TOKEN, CLAUDE_EXPIRES_AT)")
@@ -95,10 +98,15 @@ def read_import(kind: str, path: str | None, user_id: str, env: dict[str, str] |
 
 
 async def import_tokens(service: "AuthService", kind: str, path: str | None = None,
-                        user_id: str | None = None, *, force: bool = False) -> ImportResult:
-    """Store a token set from Claude Code, the environment or a seed token file for one user."""
+                        user_id: str | None = None, *, force: bool = False,
+                        expires_at: float | None = None) -> ImportResult:
+    """Store a token set from Claude Code, the environment (also a setup token in
+    ``CLAUDE_CODE_OAUTH_TOKEN``) or a seed token file for one user; ``expires_at`` overrides the
+    expiry the source gives (or lacks)."""
     uid = service.user(user_id)
     record, origin = read_import(kind, path, uid)
+    if expires_at is not None:  # --expires-at: the operator knows better than the source
+        record = record.evolve(expires_at=expires_at)
     async with service.store.locked(uid):
         existing = await service.read_fresh(uid)
         stored = existing if existing is not None and existing.source != "env" else None

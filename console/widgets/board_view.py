@@ -30,7 +30,7 @@ from textual.strip import Strip
 
 from ..tokens import DEFAULT_REFRESH_BUFFER, Status, TokenRecord, format_duration, token_status
 from ..users import shown
-from .status_badge import LABEL_WIDTH, status_label
+from .status_badge import LABEL_WIDTH, LONG_LIVED_LABEL, status_label
 
 
 @dataclass(frozen=True)
@@ -271,7 +271,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     COMPONENT_CLASSES = {
         "board--header", "board--header-sorted", "board--cursor", "board--dim",
         "board--status-active", "board--status-expiring", "board--status-expired_refreshable",
-        "board--status-expired", "board--status-needs_login",
+        "board--status-expired", "board--status-needs_login", "board--status-account_disabled",
+        "board--status-oauth_not_allowed",
     }
 
     class ViewChanged(Message):
@@ -832,6 +833,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 style = row_style if record.account_email else dim
             elif key == "status":
                 text, style = status_label(status), status_style
+                if status is Status.ACTIVE and record.long_lived:
+                    text = LONG_LIVED_LABEL
             elif key == "expires":
                 text = format_duration(record.expires_at - now) if record.expires_at else "—"
             elif key == "last_used":

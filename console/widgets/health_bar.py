@@ -41,7 +41,8 @@ class HealthBar(Widget):
         "health-bar--health-up", "health-bar--health-down", "health-bar--health-off",
         "health-bar--status-active", "health-bar--status-expiring",
         "health-bar--status-expired_refreshable", "health-bar--status-expired",
-        "health-bar--status-needs_login",
+        "health-bar--status-needs_login", "health-bar--status-account_disabled",
+        "health-bar--status-oauth_not_allowed",
     }
 
     def __init__(self, **kwargs) -> None:

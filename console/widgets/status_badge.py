@@ -12,7 +12,11 @@ LABELS: dict[Status, str] = {
     Status.EXPIRED_REFRESHABLE: "↻ refresh due",
     Status.EXPIRED: "✗ expired",
     Status.NEEDS_LOGIN: "✗ needs login",
+    Status.ACCOUNT_DISABLED: "✗ disabled",
+    Status.OAUTH_NOT_ALLOWED: "✗ not allowed",
 }
+# An active long-lived token (setup token, never refreshed) shows this instead of "✓ active".
+LONG_LIVED_LABEL = "✓ long-lived"
 LABEL_WIDTH = max(len(label) for label in LABELS.values())
 
 MEANINGS: dict[Status, str] = {
@@ -21,6 +25,8 @@ MEANINGS: dict[Status, str] = {
     Status.EXPIRED_REFRESHABLE: "access token expired; the refresh token can renew it",
     Status.EXPIRED: "expired and no refresh token: log in again",
     Status.NEEDS_LOGIN: "the provider rejected the refresh token: log in again",
+    Status.ACCOUNT_DISABLED: "Claude disabled the organization: kept, not refreshed; log in or refresh to retry",
+    Status.OAUTH_NOT_ALLOWED: "Claude refuses OAuth for the organization: kept, not refreshed",
 }
 
 
