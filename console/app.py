@@ -117,7 +117,8 @@ def _log_to_file(settings, verbose: bool) -> str | None:
     return str(path)
 
 
-def run_app(config: str | None = None, verbose: bool = False, sandbox: str | None = None) -> int:
+def run_app(config: str | None = None, verbose: bool = False, sandbox: str | None = None,
+            qr_style: str | None = None) -> int:
     """Run the console until the operator quits; returns the process exit code."""
     import asyncio
 
@@ -126,25 +127,35 @@ def run_app(config: str | None = None, verbose: bool = False, sandbox: str | Non
 
     sandbox = sandbox or os.environ.get("CLAUDE_CONSOLE_SANDBOX") or None
     try:
-        settings = load_settings(config)
+        settings = load_settings(config, qr_style=qr_style)
         log_path = _log_to_file(settings, verbose)
         service = AuthService(settings, face="tui")
     except ConsoleError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
 
+    from .shutdown import close_service, stop_on_sigterm
+    from .users import printable
+
+    def err(line: str) -> None:  # after the screen is gone: plain lines on stderr, as the CLI prints
+        print(printable(line, keep_lines=True), file=sys.stderr, flush=True)
+
     async def main() -> int:
+        code = 0
         try:
             try:
                 records = await first_page(service)   # an unreadable store stops here, in one line
             except ConsoleError as exc:
                 print(f"error: {exc}", file=sys.stderr, flush=True)
-                return exc.exit_code
-            app = ConsoleApp(service, sandbox_url=sandbox, records=records)
-            await app.run_async()
-            return app.return_code or 0
+                code = exc.exit_code
+            else:
+                app = ConsoleApp(service, sandbox_url=sandbox, records=records)
+                stop_on_sigterm(app.exit, say=err)  # SIGTERM: a graceful exit, so held tokens get their last tries
+                await app.run_async()
+                code = app.return_code or 0
         finally:
-            await service.aclose()
+            lost = await close_service(service, say=err)  # says so while a held token keeps us from exiting
+        return code or lost
 
     try:
         code = asyncio.run(main())

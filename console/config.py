@@ -71,6 +71,7 @@ class Settings:
     master_key: str = ""
 
     default_user: str = "default"
+    qr_style: str = "auto"                # the login QR code: auto, half (blocks) or sextant
     pending_ttl: float = 600.0
     http_timeout: float = 30.0
     max_retries: int = 3
@@ -128,6 +129,9 @@ class Settings:
             raise ConfigError("claude_oauth.refresh_buffer: must be 0 or more seconds")
         if not self.client_id:
             raise ConfigError("claude_oauth.client_id: must not be empty")
+        if self.qr_style not in ("auto", "half", "sextant"):
+            raise ConfigError(f"claude_oauth.qr_style (CLAUDE_CONSOLE_QR_STYLE): {self.qr_style!r} "
+                              "is not auto, half or sextant")
         from .users import user_id_problem
 
         problem = user_id_problem(self.default_user)
@@ -201,6 +205,7 @@ def check_token_path(where: str, value: str) -> None:
                           hint="name a regular file")
 
 
+
 # config key (inside claude_oauth) -> (Settings field, kind)
 _YAML_KEYS: dict[str, tuple[str, str]] = {
     "enabled": ("enabled", "bool"),
@@ -230,6 +235,7 @@ _YAML_KEYS: dict[str, tuple[str, str]] = {
     "user_agent": ("user_agent", "str"),
     "refresh_scope": ("refresh_scope", "bool"),
     "default_user": ("default_user", "str"),
+    "qr_style": ("qr_style", "str"),
     "pending_ttl": ("pending_ttl", "seconds"),
     "http_timeout": ("http_timeout", "seconds"),
     "max_retries": ("max_retries", "int"),
@@ -261,6 +267,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "REDIS_PREFIX": ("redis_prefix", "str"),
     "LITELLM_MASTER_KEY": ("master_key", "str"),
     "CLAUDE_CONSOLE_USER": ("default_user", "str"),
+    "CLAUDE_CONSOLE_QR_STYLE": ("qr_style", "str"),
     "CLAUDE_CONSOLE_ALLOW_FILE_FALLBACK": ("allow_file_fallback", "bool"),
     "CLAUDE_CONSOLE_JOURNAL": ("journal_path", "str"),
     "LITELLM_LOG_LEVEL": ("log_level", "str"),

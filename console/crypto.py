@@ -105,6 +105,19 @@ class Keyring:
             return value[len(PREFIX):].split(":", 1)[0]
         return None
 
+    def locked_by(self, value: str | None) -> str | None:
+        """The key id a stored value is encrypted under when that key is not configured
+        (``fernet`` for a Fernet value while no key is), else None: a listing's cheap test
+        for rows it could not decrypt, made without decrypting anything."""
+        if not value:
+            return None
+        if value.startswith(PREFIX):
+            kid = value[len(PREFIX):len(PREFIX) + 8]
+            return None if kid in self._by_id else kid
+        if value.startswith("gAAAAA") and not self.keys:
+            return "fernet"
+        return None
+
     def decrypt(self, value: str, aad: str) -> str:
         if value.startswith(PREFIX):
             try:

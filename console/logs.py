@@ -38,6 +38,30 @@ class RedactingFormatter(logging.Formatter):
         return printable(redact(super().format(record)), keep_lines=True)
 
 
+class AccessLineFilter(logging.Filter):
+    """For a web server's access log: the line redacted and its controls escaped; with
+    ``drop_query`` the query string is cut off too (the web console's URLs never need it,
+    and a key pasted into one must not reach a log)."""
+
+    _QUERY = re.compile(r"\?[^\s\"]*")
+
+    def __init__(self, drop_query: bool = False) -> None:
+        super().__init__()
+        self.drop_query = drop_query
+
+    def _clean(self, text: str) -> str:
+        if self.drop_query:
+            text = self._QUERY.sub("?…", text)
+        return printable(redact(text))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:   # uvicorn: its formatter reads the args
+            record.args = tuple(self._clean(a) if isinstance(a, str) else a for a in record.args)
+        else:                                               # aiohttp: the line is already made
+            record.msg, record.args = self._clean(record.getMessage()), ()
+        return True
+
+
 def setup_logging(level: str | None = None, verbose: bool = False, stream=None) -> None:
     """Configure the ``console`` loggers once: LITELLM_LOG_LEVEL or --verbose, to stderr."""
     name = "DEBUG" if verbose else (level or os.environ.get("LITELLM_LOG_LEVEL") or "WARNING")

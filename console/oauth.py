@@ -46,8 +46,9 @@ def challenge_for(verifier: str) -> str:
 
 
 def new_state() -> str:
-    """32 random bytes, base64url: shown to the user, unrelated to the verifier."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    """16 random bytes (128 bits, as unguessable as CSRF protection needs), base64url: 22
+    characters shown to the user, unrelated to the verifier. Short, so the QR code stays small."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
 
 
 def authorize_url(settings: Settings, *, state: str, challenge: str, redirect_uri: str | None = None) -> str:
@@ -61,7 +62,10 @@ def authorize_url(settings: Settings, *, state: str, challenge: str, redirect_ur
         "code_challenge_method": "S256",
         "state": state,
     }
-    return f"{settings.authorize_url}?{urlencode(params)}"
+    # RFC 3986 3.4 allows ":" and "/" in a query as they are; leaving them unencoded in the
+    # redirect URI and the scopes shortens the URL (and its QR code) and every parser reads
+    # the same values.
+    return f"{settings.authorize_url}?{urlencode(params, safe=':/')}"
 
 
 MAX_PASTED = 8192  # far above a callback URL (~600 characters); a paste bigger than this is not one

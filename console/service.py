@@ -26,7 +26,7 @@ from .errors import (AccountBlocked, ConsoleError, InvalidGrant, LoginError, Nee
 from .journal import RescueJournal
 from .refusals import Answer, refusal
 from .store import AuditEvent, Changes, Hierarchy, PendingLogin, TierHealth, build_store
-from .tokens import Status, TokenRecord, format_span, token_status
+from .tokens import Status, TokenRecord, count_text, format_span, token_status
 from .logs import redact
 from .users import fix_command, resolve_user
 
@@ -141,6 +141,9 @@ class AuthService:
         self._recovered_at_start = False
         self._journal_seen: tuple | None = None     # (stat key, users with pending entries)
         self.rescue_window: tuple[float, float] | None = None  # last answer-to-journal times (seconds)
+        # At exit, how long a token held in memory only (no journal took it) is retried.
+        self.hold_timeout = float(os.environ.get("CLAUDE_CONSOLE_HOLD_TIMEOUT") or HOLD_TIMEOUT)
+        self.lost_at_exit: list[str] = []           # users whose held token that ran out
         # Test seam: seconds to wait between the journal write and the store write.
         self._save_delay = float(os.environ.get("CLAUDE_CONSOLE_TEST_SAVE_DELAY") or 0)
         # A write on another replica evicts our memory entry (via the cache's invalidations).
@@ -225,7 +228,11 @@ class AuthService:
     # -- memory cache ------------------------------------------------------------------
 
     def _remember(self, record: TokenRecord) -> None:
-        fresh_until = self.clock.monotonic() + self.settings.memory_cache_ttl
+        # Never past ``memory_cache_ttl`` after the primary last showed this record: a logout
+        # or a refresh elsewhere is seen within that, even if the cache missed it.
+        confirmed_age = getattr(self.store, "confirmed_age", None)
+        age = (confirmed_age(record) if confirmed_age is not None else None) or 0.0
+        fresh_until = self.clock.monotonic() + self.settings.memory_cache_ttl - age
         self._mem[record.user_id] = (record, fresh_until, record.expires_at - self.settings.refresh_buffer)
 
     def _memory_hit(self, uid: str) -> TokenRecord | None:
@@ -466,14 +473,7 @@ class AuthService:
             self._remember(again)
             return again
         self.forget(uid)
-        if current.source != "env":
-            marked = current.evolve(needs_login=True, last_refresh_error=redact(str(exc)),
-                                    last_refresh_error_at=self.clock.now(),
-                                    refresh_failures=current.refresh_failures + 1)
-            try:
-                await self._save_tokens(uid, marked, expected_version=current.version)
-            except StaleWrite:
-                pass
+        await self._note_refresh_failure(uid, current, redact(str(exc)), needs_login=True, quiet=(StaleWrite,))
         await self._audit("refresh_failed", uid, False, str(exc))
         message, hint = user_line(exc, uid)
         raise NeedsLogin(message, hint=hint) from exc
@@ -482,14 +482,7 @@ class AuthService:
         """Claude refused the organization: keep the tokens, mark the record so nothing
         automatic refreshes it again; a login or ``refresh --user`` clears it."""
         self.forget(uid)
-        if current.source != "env":
-            marked = current.evolve(needs_login=True, last_refresh_error=f"{exc.kind}: {exc.description}",
-                                    last_refresh_error_at=time.time(),
-                                    refresh_failures=current.refresh_failures + 1)
-            try:
-                await self._save_tokens(uid, marked, expected_version=current.version)
-            except (StaleWrite, ConsoleError) as write_exc:
-                log.debug("refusal note for %s not stored: %s", uid, write_exc)
+        await self._note_refresh_failure(uid, current, f"{exc.kind}: {exc.description}", needs_login=True)
         await self._audit("refresh_failed", uid, False, str(exc))
         message, hint = user_line(exc, uid)
         return AccountBlocked(message, hint=hint, status=exc.status, error=exc.error, kind=exc.kind,
@@ -497,14 +490,24 @@ class AuthService:
 
     async def _refresh_failed(self, uid: str, current: TokenRecord, exc: OAuthError) -> None:
         """Record the failure; the tokens themselves stay exactly as they were."""
-        if current.source != "env":
-            noted = current.evolve(last_refresh_error=redact(str(exc)), last_refresh_error_at=self.clock.now(),
-                                   refresh_failures=current.refresh_failures + 1)
-            try:
-                await self._save_tokens(uid, noted, expected_version=current.version)
-            except (StaleWrite, ConsoleError) as write_exc:
-                log.debug("failure note for %s not stored: %s", uid, write_exc)
+        await self._note_refresh_failure(uid, current, redact(str(exc)))
         await self._audit("refresh_failed", uid, False, str(exc))
+
+    async def _note_refresh_failure(self, uid: str, current: TokenRecord, error: str, *,
+                                    needs_login: bool = False,
+                                    quiet: tuple[type[Exception], ...] = (StaleWrite, ConsoleError)) -> None:
+        """Store why a refresh failed (and, for a refusal, that nothing automatic may refresh
+        again) on the record that was read, by compare-and-swap; the tokens stay as they were.
+        A note that cannot be stored (``quiet``) is only logged: the failure itself is reported."""
+        if current.source == "env":
+            return
+        noted = current.evolve(last_refresh_error=error, last_refresh_error_at=self.clock.now(),
+                               refresh_failures=current.refresh_failures + 1,
+                               **({"needs_login": True} if needs_login else {}))
+        try:
+            await self._save_tokens(uid, noted, expected_version=current.version)
+        except quiet as write_exc:
+            log.debug("failure note for %s not stored: %s", uid, write_exc)
 
     # -- rotated but not yet stored: the rescue journal, holding, landing ----------------
 
@@ -539,6 +542,10 @@ class AuthService:
         for entry in self.journal.pending():
             out.setdefault(entry.user_id, "an unfinished rescue journal entry")
         return out
+
+    def held_in_memory_only(self) -> list[str]:
+        """Users whose rotated token no journal took: lost if this process ends before it lands."""
+        return sorted(uid for uid, held in self._held.items() if held.slot is None)
 
     def _retry_later(self, uid: str) -> None:
         task = self._retrying.get(uid)
@@ -653,10 +660,11 @@ class AuthService:
 
     async def _last_tries(self) -> None:
         """At shutdown: a held token in the journal is safe (the next start writes it back); one
-        only in memory is retried for up to ``HOLD_TIMEOUT`` seconds before we give up, loudly."""
+        only in memory is retried for up to ``hold_timeout`` seconds before we give up, loudly
+        (the users given up on are left in ``lost_at_exit``)."""
         for task in self._retrying.values():
             task.cancel()
-        deadline = time.monotonic() + HOLD_TIMEOUT
+        deadline = time.monotonic() + self.hold_timeout
         delay = 0.1
         while any(h.slot is None for h in self._held.values()):
             for uid, held in list(self._held.items()):
@@ -667,13 +675,14 @@ class AuthService:
                         held.reason = exc.message
             if not any(h.slot is None for h in self._held.values()) or time.monotonic() >= deadline:
                 break
-            log.error("not exiting yet: %d new tokens are held in memory only, not yet stored; "
-                      "retrying until %.0fs have passed", sum(h.slot is None for h in self._held.values()),
-                      HOLD_TIMEOUT)
+            log.error("not exiting yet: %d new tokens are held in memory only, not yet stored (%s); "
+                      "retrying for up to %.0fs", sum(h.slot is None for h in self._held.values()),
+                      ", ".join(self.held_in_memory_only()[:5]), self.hold_timeout)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
         for uid, held in self._held.items():
             if held.slot is None:
+                self.lost_at_exit.append(uid)
                 log.error("user %s's new token could not be stored nor journalled (%s); it is lost "
                           "with this process: that user must log in again", uid, held.reason)
         self.journal.close()
@@ -698,6 +707,14 @@ class AuthService:
         url = oauth_mod.authorize_url(asked, state=state,
                                       challenge=oauth_mod.challenge_for(verifier), redirect_uri=redirect)
         return LoginStart(uid, url, state, pending.expires_at)
+
+    async def cancel_login(self, state: str) -> bool:
+        """Remove the pending login ``state`` (the operator gave up on it); False if it was
+        already gone (used, expired and swept, or cancelled)."""
+        pending = await self.store.take_pending(state)
+        if pending is not None:
+            await self._audit("login_cancelled", pending.user_id, True, "")
+        return pending is not None
 
     async def complete_login(self, pasted: str, user_id: str | None = None,
                              state: str | None = None) -> TokenRecord:
@@ -816,7 +833,10 @@ class AuthService:
 
         return await run_checks(self, user_id)
 
-    async def health(self) -> list[TierHealth]:
+    async def health(self, *, rows: bool = False) -> list[TierHealth]:
+        """Each tier's state, the key, the rescue journal; with ``rows`` (one listing: the
+        ``health`` verb, not a probe polled every few seconds) also users whose tokens are
+        locked under a key that is not configured."""
         out = await self.store.health()
         keyring = self.store.primary.keyring
         if keyring is not None and keyring.enabled:
@@ -824,15 +844,36 @@ class AuthService:
             out.append(TierHealth("key", "up", f"key id {keyring.primary_id}{more}"))
         else:
             out.append(TierHealth("key", "not configured", "tokens at rest are not encrypted"))
+        if rows:
+            locked = await self.locked_users()
+            if locked:
+                parts = ", ".join(f"{len(users)} under key id {kid}" for kid, users in sorted(locked.items()))
+                count = sum(map(len, locked.values()))
+                out.append(TierHealth("tokens", "locked", f"{count_text(count, 'user')} locked "
+                                      f"({parts}, not configured): add the key to CLAUDE_TOKEN_ENCRYPTION_KEY"))
         out.append(self.journal_health())
         return out
+
+    async def locked_users(self) -> dict[str, list[str]]:
+        """Key id -> the users whose tokens are under it, for keys that are not configured
+        (nothing is decrypted); empty when the store cannot be listed (health says why)."""
+        try:
+            records = await self.list_users()
+        except ConsoleError:
+            return {}
+        locked: dict[str, list[str]] = {}
+        for record in records:
+            if record.locked:
+                locked.setdefault(record.locked, []).append(record.user_id)
+        return locked
 
     def journal_health(self) -> TierHealth:
         """The rescue journal as a tier line: ``held`` while a rotated token is not yet stored."""
         held = self.held_users()
         if held:
             names = ", ".join(sorted(held)[:5]) + (", …" if len(held) > 5 else "")
-            return TierHealth("journal", "held", f"{len(held)} users' new tokens are held locally, not yet "
+            whose = "1 user's" if len(held) == 1 else f"{len(held)} users'"
+            return TierHealth("journal", "held", f"{whose} new tokens are held locally, not yet "
                               f"stored ({names}); they are written when the store takes them", writable=True)
         try:
             self.journal.open()
@@ -872,7 +913,7 @@ class AuthService:
         tier = self.store.primary if self.store.primary.CAN_ROTATE_KEYS else self._database("rotate-key")
         report = await tier.rotate_keys(batch=batch, progress=progress, on_batch=rotated)
         await self._audit("rotate_key", "*", report.complete,
-                          f"{report.rotated} rows re-encrypted to key id {report.key_id}")
+                          f"{count_text(report.rotated, 'row')} re-encrypted to key id {report.key_id}")
         return report
 
     async def claim_due_refreshes(self, *, limit: int, window: float, keepalive: float, lease: float,
@@ -921,6 +962,7 @@ class AuthService:
             "last_refresh_error": record.last_refresh_error,
             "long_lived": record.long_lived,
             "held_locally": record.user_id in self.held_users(),
+            "locked_key": record.locked,
         }
 
     # -- using the token ---------------------------------------------------------------

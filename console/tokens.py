@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
@@ -18,6 +19,7 @@ class Status(str, Enum):
     EXPIRED_REFRESHABLE = "expired_refreshable"
     EXPIRED = "expired"
     NEEDS_LOGIN = "needs_login"
+    LOCKED = "locked"   # stored under a key that is not configured: unreadable until it is
     ACCOUNT_DISABLED = "account_disabled"    # Claude disabled the organization
     OAUTH_NOT_ALLOWED = "oauth_not_allowed"  # Claude refuses OAuth for the organization
 
@@ -38,6 +40,7 @@ class Status(str, Enum):
 
 
 _URGENCY = {
+    Status.LOCKED: 0,
     Status.ACCOUNT_DISABLED: 0,
     Status.OAUTH_NOT_ALLOWED: 0,
     Status.NEEDS_LOGIN: 0,
@@ -78,6 +81,10 @@ class TokenRecord:
     refresh_failures: int = 0
     needs_login: bool = False
     version: int = 0
+
+    # Not a field: set by a listing on a row whose tokens are under a key that is not
+    # configured (the key id, or "fernet"); such a record's status is LOCKED.
+    locked = None
 
     # -- status ------------------------------------------------------------------------
 
@@ -182,6 +189,86 @@ def check_values(data: dict[str, Any]) -> None:
         raise BadValue("needs_login is not true or false")
 
 
+def _ok_token(v: Any, optional: bool) -> bool:
+    if v is None:
+        return optional
+    return type(v) is str and 0 < len(v) <= TOKEN_MAX and v.isascii() and v.isprintable()
+
+
+def _ok_time(v: Any) -> bool:
+    return v is None or (type(v) in (int, float) and (v == 0 or EARLIEST <= v <= LATEST))
+
+
+def _ok_text(v: Any) -> bool:
+    return v is None or (type(v) is str and len(v) <= TEXT_MAX)
+
+
+def _ok_count(v: Any) -> bool:
+    return v is None or (type(v) is int and v >= 0)
+
+
+def _ok_scopes(v: Any) -> bool:
+    return v is None or (type(v) is list and len(v) <= SCOPES_MAX
+                         and all(type(s) is str and len(s) <= 256 for s in v))
+
+
+_COLUMN_CHECKS = {"access_token": lambda v: _ok_token(v, False), "refresh_token": lambda v: _ok_token(v, True),
+                  "expires_at": _ok_time, "scopes": _ok_scopes, "needs_login": lambda v: type(v) is bool,
+                  **{n: _ok_time for n in _TIME_FIELDS}, **{n: _ok_text for n in _TEXT_FIELDS},
+                  **{n: _ok_count for n in _COUNT_FIELDS}}
+
+
+_NONE = type(None)
+
+
+def _column_ok(name: str, column: list) -> bool:
+    """The whole column at C speed (a restore of 100 000 users): True when no value in it can
+    be wrong. False only means "look row by row"."""
+    import math
+
+    kinds = set(map(type, column))
+    present = list(filter(None, column))   # None, 0, "" and False need no range check
+    if name in ("access_token", "refresh_token"):
+        text = "".join(present) if kinds <= {str, _NONE} else None
+        return (text is not None and (name == "refresh_token" or _NONE not in kinds)
+                and max(map(len, present), default=0) <= TOKEN_MAX and text.isascii() and text.isprintable()
+                and (name == "refresh_token" or all(present) and len(present) == len(column)))
+    if name == "expires_at" or name in _TIME_FIELDS:
+        return (kinds <= {float, int, _NONE} and math.isfinite(math.fsum(present))
+                and (not present or (min(present) >= EARLIEST and max(present) <= LATEST)))
+    if name in _TEXT_FIELDS:
+        return kinds <= {str, _NONE} and max(map(len, present), default=0) <= TEXT_MAX
+    if name in _COUNT_FIELDS:
+        return kinds <= {int, _NONE} and min(present, default=0) >= 0
+    if name == "needs_login":
+        return kinds <= {bool}
+    if name == "scopes":
+        if not kinds <= {list, _NONE} or max(map(len, present), default=0) > SCOPES_MAX:
+            return False
+        items = list(itertools.chain.from_iterable(present))
+        return set(map(type, items)) <= {str} and max(map(len, items), default=0) <= 256
+    return False
+
+
+def check_columns(columns: dict[str, list], count: int) -> dict[int, str]:
+    """``check_values`` for many records held as columns (restores of 100 000 users):
+    ``{row: what is wrong}``. A column is first judged whole; one that might hold a bad value
+    is looked at row by row, and only suspect rows go through ``check_values``, which names
+    the field."""
+    suspects: set[int] = set()
+    for name, ok in _COLUMN_CHECKS.items():
+        column = columns.get(name)
+        if column is not None and not _column_ok(name, column):
+            suspects.update(i for i, v in enumerate(column) if not ok(v))
+    bad: dict[int, str] = {}
+    for row in sorted(suspects):
+        try:
+            check_values({name: column[row] for name, column in columns.items()})
+        except BadValue as exc:
+            bad[row] = str(exc)
+    return bad
+
+
 def token_status(record: TokenRecord, now: float | None = None,
                  buffer: float = DEFAULT_REFRESH_BUFFER) -> Status:
     """The single place that decides a token's status.
@@ -190,6 +277,8 @@ def token_status(record: TokenRecord, now: float | None = None,
     refreshed by anything automatic) with the refusal's name heading ``last_refresh_error``,
     so every tier keeps them without a new column.
     """
+    if record.locked:
+        return Status.LOCKED
     if record.needs_login:
         head = (record.last_refresh_error or "").split(":", 1)[0]
         if head == Status.ACCOUNT_DISABLED.value:
@@ -245,6 +334,13 @@ def format_time(ts: float | None) -> str:
     if not ts:
         return "never"
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def count_text(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 user``, ``3 users``, ``1 batch``, ``2 batches``: a count with its noun, for messages."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {plural or (noun + 'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else noun + 's')}"
 
 
 def format_span(seconds: float) -> str:

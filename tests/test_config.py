@@ -92,3 +92,13 @@ def test_missing_config_file(tmp_path):
 def test_bad_env_value_names_the_variable():
     with pytest.raises(ConfigError, match="CLAUDE_REFRESH_BUFFER"):
         load_settings(env={"CLAUDE_REFRESH_BUFFER": "-1"})
+
+
+def test_qr_style_from_the_file_and_the_environment(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("claude_oauth:\n  qr_style: sextant\n")
+    assert load_settings(path, env={}).qr_style == "sextant"
+    assert load_settings(path, env={"CLAUDE_CONSOLE_QR_STYLE": "half"}).qr_style == "half"
+    assert load_settings(env={}).qr_style == "auto"
+    with pytest.raises(ConfigError, match="qr_style.*'braille' is not auto, half or sextant"):
+        load_settings(env={"CLAUDE_CONSOLE_QR_STYLE": "braille"})

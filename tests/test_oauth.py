@@ -26,11 +26,11 @@ def test_verifier_is_random_and_well_formed():
         oauth.challenge_for("too-short")
 
 
-def test_state_is_32_random_bytes_and_not_the_verifier():
+def test_state_is_16_random_bytes_and_not_the_verifier():
     import base64
 
     state = oauth.new_state()
-    assert len(base64.urlsafe_b64decode(state + "=")) == 32
+    assert len(state) == 22 and len(base64.urlsafe_b64decode(state + "==")) == 16
     assert state != oauth.new_state()
 
 
@@ -43,6 +43,30 @@ def test_authorize_url_has_every_parameter():
     assert q == {"code": "true", "client_id": CLIENT_ID, "response_type": "code",
                  "redirect_uri": settings.redirect_uri, "scope": settings.scopes,
                  "code_challenge": "C", "code_challenge_method": "S256", "state": "S"}
+
+
+def test_authorize_url_leaves_colons_and_slashes_unencoded_and_reads_back_the_same():
+    from urllib.parse import parse_qsl
+
+    settings = load_settings(env={})
+    state, challenge = oauth.new_state(), oauth.challenge_for(oauth.new_verifier())
+    url = oauth.authorize_url(settings, state=state, challenge=challenge)
+    query = urlsplit(url).query
+    assert "%3A" not in query and "%2F" not in query
+    assert "redirect_uri=https://platform.claude.com/oauth/code/callback&" in query
+    assert len(url) < 428  # a version-13 QR code: 24 sextant rows
+    assert dict(parse_qsl(query, strict_parsing=True)) == {
+        "code": "true", "client_id": CLIENT_ID, "response_type": "code",
+        "redirect_uri": settings.redirect_uri, "scope": settings.scopes, "code_challenge": challenge,
+        "code_challenge_method": "S256", "state": state}
+
+
+def test_authorize_url_still_encodes_what_would_change_the_query():
+    settings = load_settings(env={}).replace(redirect_uri="https://cb.example/x?a=1&b=2#f",
+                                             scopes="a:b c+d")
+    query = urlsplit(oauth.authorize_url(settings, state="S", challenge="C")).query
+    values = {k: v[0] for k, v in parse_qs(query).items()}
+    assert values["redirect_uri"] == "https://cb.example/x?a=1&b=2#f" and values["scope"] == "a:b c+d"
 
 
 @pytest.mark.parametrize("pasted,expected", [

@@ -116,3 +116,16 @@ def test_the_environment_tier_checks_its_values(console_env, monkeypatch, variab
     assert result.code == code and len(result.err_lines) == 1 and words in result.err_lines[0], result
     assert "\x1b" not in result.err
     assert store_digest(console_env) == before
+
+
+@pytest.mark.parametrize("change,words", VALUE_ROWS, ids=[r[1][:30] for r in VALUE_ROWS])
+def test_the_column_check_of_a_restore_finds_the_same_rows_and_words(change, words):
+    from console.tokens import check_columns
+
+    base = {**GOOD, "needs_login": False}
+    rows = [base, {**base, **change}, base]
+    names = sorted({k for row in rows for k in row})
+    columns = {name: [row.get(name) for row in rows] for name in names}
+    found = check_columns(columns, 3)
+    assert list(found) == [1] and words.split(" (")[0].replace("\\", "") in found[1], found
+    assert check_columns({name: [GOOD.get(name)] * 3 for name in GOOD}, 3) == {}

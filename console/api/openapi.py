@@ -18,7 +18,7 @@ _INT = {"type": "integer"}
 _USER_ID = {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX, "pattern": USER_ID_PATTERN,
             "description": "The user whose tokens to use; default: the server's default user."}
 _STATUSES = ["active", "expiring", "expired_refreshable", "expired", "needs_login", "account_disabled",
-             "oauth_not_allowed", "not_logged_in"]
+             "oauth_not_allowed", "locked", "not_logged_in"]
 
 _REASONS = {
     400: "Bad request: malformed JSON, or the login or code was refused",
@@ -89,6 +89,8 @@ SCHEMAS: dict[str, Any] = {
         needs_refresh={"type": "boolean"}, source=_NSTR, account_email=_NSTR, organization=_NSTR,
         scopes={"type": "array", "items": _STR}, last_used=_NNUM, refresh_count=_INT,
         last_refresh_error=_NSTR,
+        locked_key={"type": ["string", "null"],
+                    "description": "status locked: the id of the key the tokens are under, not configured"},
         long_lived={"type": "boolean", "description": "A setup token: inference only, never refreshed"}),
     "AccessToken": _obj(["access_token", "expires_at"],
                         access_token={"type": "string", "description": "Bearer token for the Claude API"},

@@ -18,6 +18,8 @@ from typing import Any
 from ..errors import UsageError
 from .auth import required_master_key
 
+HEADER_TIMEOUT = 10.0   # seconds a client has to send a request's line and headers
+
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -53,9 +55,57 @@ def refresher_hook(enabled: bool):
     return start
 
 
+def header_timeout_protocol(seconds: float, base: type | None = None) -> type:
+    """uvicorn's HTTP protocol with a deadline for each request's line and headers.
+
+    uvicorn (0.54) has no such setting: a client that opens a connection and sends half a
+    request line would hold it (and a file descriptor) for ever. The deadline starts when a
+    connection opens, or when the first bytes of a next request arrive on a kept-alive one,
+    and ends when the headers are complete (uvicorn then starts a request cycle); a client
+    still in its headers when it passes is disconnected. Bodies and idle keep-alive are
+    uvicorn's own business."""
+    if base is None:
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol as base
+
+    class HeaderDeadline(base):  # type: ignore[misc, valid-type]
+        _deadline: Any = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._deadline = self.loop.call_later(seconds, self._late)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _late(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            before = self.cycle
+            idle = before is None or before.response_complete
+            super().data_received(data)
+            if self.cycle is not before:        # a request's headers are complete
+                self._disarm()
+            elif idle and self._deadline is None and not self.transport.is_closing():
+                self._arm()                     # a next request began on a kept-alive connection
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderDeadline
+
+
 def serve(settings, *, host: str = "127.0.0.1", port: int = 4000, insecure_no_auth: bool = False,
           refresher: bool = False, access_log: bool = False, log_level: str = "warning",
-          **api_options: Any) -> int:
+          header_timeout: float = HEADER_TIMEOUT, **api_options: Any) -> int:
     import uvicorn
 
     from .app import create_api
@@ -73,13 +123,28 @@ def serve(settings, *, host: str = "127.0.0.1", port: int = 4000, insecure_no_au
           f"storage: {_tiers(settings)})", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, workers=1, lifespan="on", access_log=access_log, log_level=log_level,
                             server_header=False, date_header=False, timeout_graceful_shutdown=5,
-                            backlog=2048, **proxy_options())
+                            backlog=2048, http=header_timeout_protocol(header_timeout), **proxy_options())
+    if access_log:
+        show_access_log()
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
     return 0 if server.started else 1
+
+
+def show_access_log() -> None:
+    """uvicorn logs requests at INFO, under the WARNING level its other messages use: let the
+    access logger through, each line redacted (a token in a query string never lands)."""
+    import logging
+
+    from ..logs import AccessLineFilter
+
+    logger = logging.getLogger("uvicorn.access")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(f, AccessLineFilter) for f in logger.filters):
+        logger.addFilter(AccessLineFilter())
 
 
 def proxy_options(env=None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from ..tokens import format_span
 from .auth import key_matches, required_master_key
 from .ratelimit import TokenBuckets
 
@@ -125,7 +126,7 @@ class WebGate:
         client = request.remote or "unknown"
         wait = self.login_limit.take(client)
         if wait > 0:
-            response = self._page(f"Too many attempts; try again in {int(wait) + 1} seconds.", 429)
+            response = self._page(f"Too many attempts; try again in {format_span(int(wait) + 1)}.", 429)
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
         form = await request.post()
@@ -151,6 +152,17 @@ def make_server(command: str, gate: WebGate, *, host: str, port: int, public_url
     from textual_serve.server import Server
 
     class GatedServer(Server):
+        def initialize_logging(self) -> None:
+            """textual-serve logs each request line at INFO; never with its query string."""
+            import logging
+
+            from ..logs import AccessLineFilter
+
+            super().initialize_logging()
+            logger = logging.getLogger("aiohttp.access")
+            if not any(isinstance(f, AccessLineFilter) for f in logger.filters):
+                logger.addFilter(AccessLineFilter(drop_query=True))
+
         async def _make_app(self):
             app = await super()._make_app()
             app.middlewares.append(gate.middleware())

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ..errors import ConsoleError, UsageError
-from ..tokens import format_time
+from ..tokens import count_text, format_time
 from ..users import fix_command, shown
 from .output import emit_json, err, isatty, out, run
 
@@ -40,7 +40,7 @@ def cmd_login(args) -> int:
         out()
         out(start.authorization_url)
         out()
-        _maybe_qr(start.authorization_url)
+        _maybe_qr(start.authorization_url, getattr(args, "qr_style", None) or service.settings.qr_style)
         if os.environ.get("CLAUDE_ACCESS_TOKEN"):
             out("Note: CLAUDE_ACCESS_TOKEN is set; once stored, this login takes precedence over it.")
         if not args.no_browser:
@@ -84,7 +84,7 @@ def _login_loopback(args) -> int:
                 out()
                 out(start.authorization_url)
                 out()
-                _maybe_qr(start.authorization_url)
+                _maybe_qr(start.authorization_url, getattr(args, "qr_style", None) or service.settings.qr_style)
                 out(f"Waiting for the browser on {listener.redirect_uri} (from another machine: "
                     f"ssh -L {listener.port}:localhost:{listener.port} THIS-HOST).")
             if not args.no_browser:
@@ -112,15 +112,18 @@ def _login_loopback(args) -> int:
     return run(args, body)
 
 
-def _maybe_qr(url: str) -> None:
+def _maybe_qr(url: str, requested: str = "auto") -> None:
     if not isatty(sys.stdout):
         return
-    from ..qr import qr_matrix, size_in_cells, terminal_qr
+    from ..qr import QUIET_ZONE, STYLES, choose_style, qr_matrix, size_in_cells, terminal_qr
 
-    cols, rows = size_in_cells(qr_matrix(url))
     size = shutil.get_terminal_size((80, 24))
-    if cols <= size.columns and rows + 8 <= size.lines:
-        for line in terminal_qr(url, color="NO_COLOR" not in os.environ):
+    need = {style: size_in_cells(qr_matrix(url, QUIET_ZONE[style]), style) for style in STYLES}
+    fits = {style: cols <= size.columns and rows + 8 <= size.lines for style, (cols, rows) in need.items()}
+    style = choose_style(requested, fits)
+    cols, rows = need[style]
+    if fits[style]:
+        for line in terminal_qr(url, color="NO_COLOR" not in os.environ, style=style):
             out(line, raw=True)
         out()
     else:
@@ -185,6 +188,10 @@ def _status_lines(report: dict[str, Any]) -> list[str]:
         return [f"{uid}: not logged in. Run: {fix_command('login', raw_uid)}"]
     left = report["expires_in"]
     status = report["status"]
+    if status == "locked":
+        return [f"{uid}: locked: its tokens are under key id {report['locked_key']}, which is not configured",
+                "  add that key to CLAUDE_TOKEN_ENCRYPTION_KEY (comma-separated, new key first), "
+                f"or log in again: {fix_command('login', raw_uid)}"]
     when = f"expires in {format_duration(left)}" if left > 0 else f"expired {format_duration(-left)} ago"
     kind = " (long-lived)" if report.get("long_lived") else ""
     lines = [f"{uid}: {status.replace('_', ' ')}{kind}, {when} ({format_time(report['expires_at'])})",
@@ -269,7 +276,7 @@ def cmd_logout(args) -> int:
         if not users:
             out("No stored users to log out.")
             return 0
-        what = f"{len(users)} users ({', '.join(shown(u) for u in sorted(users)[:5])}" \
+        what = f"{count_text(len(users), 'user')} ({', '.join(shown(u) for u in sorted(users)[:5])}" \
             f"{', …' if len(users) > 5 else ''})" if args.all else f"user '{shown(users[0])}'"
         if not args.yes:
             if not isatty(sys.stdin):
@@ -348,6 +355,8 @@ def cmd_users(args) -> int:
         out(f"{'USER':<20} {'STATUS':<20} {'EXPIRES IN':>11}  {'REFRESHES':>9}  {'SOURCE':<8} ACCOUNT")
         for r in reports:
             word = r["status"] + (" long-lived" if r.get("long_lived") else "")
+            if r["status"] == "locked":
+                word = f"locked (key {r['locked_key']})"
             out(f"{shown(r['user_id'], 20):<20} {word:<20} {format_duration(r['expires_in']):>11}  "
                 f"{r['refresh_count']:>9}  {r['source']:<8} {r['account_email'] or ''}")
         return 0

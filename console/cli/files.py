@@ -8,7 +8,8 @@ import sys
 import time
 
 from ..errors import UsageError
-from ..tokens import format_time
+from ..tokens import count_text, format_time
+from ..users import shown
 from .output import emit_json, err, isatty, out, run
 
 PROGRESS_FROM = 1000  # users: runs this big report progress on stderr
@@ -93,7 +94,8 @@ def cmd_backup(args) -> int:
 
 
 _KIND_TEXT = {"new": "not stored here", "older": "stored token is older", "newer": "stored token is newer",
-              "conflict": "conflict", "same": "already as in the backup"}
+              "conflict": "conflict", "same": "already as in the backup",
+              "invalid": "an invalid user id or value"}
 PLAN_ROWS = 50
 
 
@@ -104,22 +106,32 @@ def _print_plan(plan) -> None:
     made = f"made {format_time(plan.backup_created_at)}, " if plan.backup_created_at else ""
     out(f"{plan.path} ({made}{users_text(len(plan.changes))}) against the {plan.tier} store, "
         f"--overwrite {plan.overwrite}:")
-    doing = {"add": "added", "replace": "replaced", "keep": "kept", "none": "left as they are"}
-    for kind in ("new", "older", "newer", "conflict", "same"):
+    doing = {"add": "added", "replace": "replaced", "keep": "kept", "none": "left as they are",
+             "refuse": "refused"}
+    for kind in ("new", "older", "newer", "conflict", "same", "invalid"):
         actions = sorted({c.action for c in plan.changes if c.kind == kind})
         if actions:
             out(f"  {kind:<9} {counts[kind]:>7}  {_KIND_TEXT[kind]}: {', '.join(doing[a] for a in actions)}")
     if not plan.changes:
         out("  (no users to restore)")
-    shown = [c for c in plan.changes if c.kind != "same"]
-    if shown:
+    listed = [c for c in plan.changes if c.kind not in ("same", "invalid")]
+    if listed:
         out("")
         out(f"  {'USER':<24} {'CHANGE':<9} {'ACTION':<8} {'STORED UPDATED':<23} {'BACKUP UPDATED':<23}")
-        for c in shown[:PLAN_ROWS]:
+        for c in listed[:PLAN_ROWS]:
             stored = format_time(c.stored_updated_at) if c.stored_updated_at is not None else "-"
-            out(f"  {c.user_id[:24]:<24} {c.kind:<9} {c.action:<8} {stored:<23} {format_time(c.backup_updated_at):<23}")
-        if len(shown) > PLAN_ROWS:
-            out(f"  … and {len(shown) - PLAN_ROWS} more (--json lists every user)")
+            out(f"  {shown(c.user_id, 24):<24} {c.kind:<9} {c.action:<8} {stored:<23} "
+                f"{format_time(c.backup_updated_at):<23}")
+        if len(listed) > PLAN_ROWS:
+            out(f"  … and {len(listed) - PLAN_ROWS} more (--json lists every user)")
+    refused = plan.refused
+    if refused:
+        out("")
+        out("  Refused (never written; the other users are):")
+        for c in refused[:PLAN_ROWS]:
+            out(f"  user '{shown(c.user_id, 40)}': {shown(c.reason, 120)}")
+        if len(refused) > PLAN_ROWS:
+            out(f"  … and {len(refused) - PLAN_ROWS} more (--json lists every user)")
     if counts["newer"] or counts["conflict"]:
         if plan.overwrite != "always":
             out("  Kept tokens stay as they are; --overwrite always would replace them with the backup's.")
@@ -136,7 +148,7 @@ def cmd_restore(args) -> int:
         contents = await open_backup(args.file, passphrase, progress=progress)
         plan = await plan_restore(service, contents, users=args.users, overwrite=args.overwrite)
         for uid in plan.missing:
-            err(f"warning: user {uid!r} is not in the backup")
+            err(f"warning: user '{shown(uid)}' is not in the backup")
         if not args.json:
             _print_plan(plan)
         todo = len(plan.to_write)
@@ -145,7 +157,7 @@ def cmd_restore(args) -> int:
                 emit_json({"plan": plan.to_dict(), "result": None})
             else:
                 out("Dry run: nothing was written." if args.dry_run else "Nothing to restore: nothing was written.")
-            return 1 if plan.missing else 0
+            return 1 if plan.missing or plan.refused else 0
         if not args.json and not args.yes and isatty(sys.stdin):
             try:
                 answer = input(f"Write {users_text(todo)} into the {plan.tier} store? [y/N] ").strip().lower()
@@ -158,13 +170,15 @@ def cmd_restore(args) -> int:
         if args.json:
             emit_json({"plan": plan.to_dict(), "result": result.to_dict()})
         else:
-            out(f"Restored {users_text(len(result.written))} in {result.batches} batches ({result.seconds:.1f}s); "
-                f"{result.kept} kept, {result.unchanged} unchanged.")
+            batches = count_text(result.batches, "batch")
+            refused = f", {result.refused} refused" if result.refused else ""
+            out(f"Restored {users_text(len(result.written))} in {batches} ({result.seconds:.1f}s); "
+                f"{result.kept} kept, {result.unchanged} unchanged{refused}.")
             if result.changed_meanwhile:
-                names = ", ".join(result.changed_meanwhile[:5]) + (", …" if len(result.changed_meanwhile) > 5 else "")
+                names = ", ".join(shown(u, 40) for u in result.changed_meanwhile[:5]) + (", …" if len(result.changed_meanwhile) > 5 else "")
                 out(f"{users_text(len(result.changed_meanwhile))} changed while restoring and kept their newer tokens: "
                     f"{names}")
-        return 1 if plan.missing else 0
+        return 1 if plan.missing or plan.refused else 0
 
     return run(args, body)
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable
 
 from .. import users
+from ..shutdown import close_service, stop_on_sigterm
 
 
 
@@ -62,12 +63,16 @@ def run(args, body: Callable, make_service: Callable = build_service) -> int:
     """Build the service, run one async body, print the storage warnings, close everything."""
     async def main() -> int:
         service = make_service(args)
+        stop_on_sigterm(asyncio.current_task().cancel, say=err)
+        code = 0
         try:
             code = await body(service)
+        except asyncio.CancelledError:
+            err("stopping (SIGTERM)")
         finally:
             for warning in service.store.warnings:
                 err(f"warning: {warning}")
-            await service.aclose()
-        return code
+            closed = await close_service(service, say=err)
+        return code or closed
 
     return asyncio.run(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__
@@ -22,13 +23,16 @@ VERBS = ("login", "callback", "status", "refresh", "logout", "token", "exec", "u
 
 
 def cmd_console(args) -> int:
-    if not (isatty(sys.stdin) and isatty(sys.stdout)):  # a full-screen app needs a terminal
+    # A full-screen app needs a terminal, or a driver that stands for one (textual-serve's
+    # web driver, which `claude-console web` runs the console under, speaks over pipes).
+    web = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
+    if not (isatty(sys.stdin) and isatty(sys.stdout)) and not web:
         err("error: the full-screen console needs a terminal; use a verb: " + ", ".join(VERBS)
             + " (claude-console --help)")
         return 2
     from ..app import run_app
 
-    return run_app(config=args.config, verbose=args.verbose)
+    return run_app(config=args.config, verbose=args.verbose, qr_style=args.qr_style)
 
 
 def _redact_unrecognized(message: str) -> str:
@@ -56,6 +60,17 @@ def user_arg(value: str) -> str:
         return check_user_id(value)
     except ConsoleError as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def seconds_arg(value: str) -> float:
+    """A finite number of seconds above 0 and at most an hour (``--header-timeout``)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a number of seconds") from None
+    if not 0 < number <= 3600:   # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{value[:40]} is not between 0 and 3600 seconds")
+    return number
 
 
 def count_arg(value: str) -> int:
@@ -93,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Claude OAuth tokens: log in, refresh, inspect, log out. "
                                  "With no verb, opens the full-screen console.")
     parser.add_argument("--version", action="version", version=f"claude-console {__version__}")
+    qr_help = ("how the login QR code is drawn: half blocks, sextants (a third fewer rows; needs a "
+               "terminal that draws U+1FB00 block characters) or auto (default: claude_oauth.qr_style)")
+    parser.add_argument("--qr-style", choices=("auto", "half", "sextant"), help=qr_help)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
     def verb(name: str, func, help_text: str, user: bool = True, all_users: bool = False):
@@ -118,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "N:localhost:N); a pasted code still works")
     p.add_argument("--port", type=int, metavar="N", help="the loopback port (default: a free one)")
     p.add_argument("--json", action="store_true", help="print {authorization_url, state, expires_at}")
+    p.add_argument("--qr-style", choices=("auto", "half", "sextant"), default=argparse.SUPPRESS,
+                   help=qr_help)
 
     p = verb("callback", cmd_callback, "finish a login with CODE#STATE, the callback URL or the code")
     p.add_argument("code", metavar="CODE", nargs="?",
@@ -165,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure-no-auth", action="store_true", help=no_auth_help)
     p.add_argument("--refresher", action="store_true", help="also run the background refresher")
     p.add_argument("--access-log", action="store_true", help="log every request (no bodies)")
+    p.add_argument("--header-timeout", type=seconds_arg, default=10.0, metavar="SECONDS",
+                   help="close a connection whose request line and headers take longer (default: 10)")
 
     p = verb("web", cmd_web, "serve the console to a browser (textual-serve), behind the master key",
              user=False)
@@ -253,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=0.0, help="emulated provider latency")
     p.add_argument("--shell", action="store_true", help="open $SHELL pointed at the sandbox")
     p.add_argument("--no-tui", action="store_true", help="serve the emulator only; print the settings")
+    p.add_argument("--qr-style", choices=("auto", "half", "sextant"), default=argparse.SUPPRESS,
+                   help=qr_help)
     return parser
 
 

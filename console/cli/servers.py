@@ -4,10 +4,11 @@ rotate-key, refresher, sandbox."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from ..errors import UsageError
-from ..tokens import format_time
+from ..tokens import count_text, format_time
 from .output import cli_settings, emit_json, err, out, run
 
 
@@ -49,13 +50,14 @@ def cmd_health(args) -> int:
         return _probe_server(args.url, args.json)
 
     async def body(service) -> int:
-        health = await service.health()
+        health = await service.health(rows=True)
         if args.json:
             emit_json([h.to_dict() for h in health])
         else:
             for h in health:
                 out(f"{h.name:<9} {h.state:<15} {h.detail}")
-        held = any(h.state == "held" for h in health)  # a rotated token not yet stored
+        # a rotated token not yet stored, or users whose tokens are under a key not configured
+        held = any(h.state in ("held", "locked") for h in health)
         return 0 if service.primary_up(health) and not held else 3  # the write tier decides, and held tokens
 
     return run(args, body)
@@ -66,7 +68,7 @@ def cmd_serve(args) -> int:
 
     return serve(cli_settings(args), host=args.host, port=args.port,
                  insecure_no_auth=args.insecure_no_auth, refresher=args.refresher,
-                 access_log=args.access_log)
+                 access_log=args.access_log, header_timeout=args.header_timeout)
 
 
 def cmd_web(args) -> int:
@@ -79,7 +81,7 @@ def cmd_web(args) -> int:
 def cmd_migrate(args) -> int:
     async def body(service) -> int:
         applied = await service.migrate()
-        out(f"applied {len(applied)} migrations: {', '.join(applied)}" if applied
+        out(f"applied {count_text(len(applied), 'migration')}: {', '.join(applied)}" if applied
             else "the database schema is up to date")
         return 0
 
@@ -94,15 +96,17 @@ def cmd_rotate_key(args) -> int:
         from ..errors import UnknownKey
 
         def progress(report) -> None:
-            out(f"  {report.current} rows under key id {report.key_id} ({report.rotated} re-encrypted)")
+            out(f"  {count_text(report.current, 'row')} under key id {report.key_id} ({report.rotated} re-encrypted)")
 
         report = await service.rotate_key(batch=args.batch, progress=progress)
-        out(f"re-encrypted {report.rotated} rows and {report.pending_rotated} pending logins to key id "
-            f"{report.key_id}; {report.current} rows are under it now")
+        now_under = "1 row is" if report.current == 1 else f"{report.current} rows are"
+        out(f"re-encrypted {count_text(report.rotated, 'row')} and {count_text(report.pending_rotated, 'pending login')} "
+            f"to key id {report.key_id}; {now_under} under it now")
         if not report.complete:
             left = ", ".join(f"{n} under {kid}" for kid, n in report.unreadable.most_common())
-            raise UnknownKey(f"{sum(report.unreadable.values())} rows could not be read and were left as "
-                             f"they are ({left})",
+            unread = sum(report.unreadable.values())
+            was = "was left as it is" if unread == 1 else "were left as they are"
+            raise UnknownKey(f"{count_text(unread, 'row')} could not be read and {was} ({left})",
                              hint="add their key to CLAUDE_TOKEN_ENCRYPTION_KEY after the new one and "
                                   "run rotate-key again")
         if report.retired:
@@ -143,4 +147,6 @@ def cmd_refresher(args) -> int:
 def cmd_sandbox(args) -> int:
     from .sandbox import run_sandbox
 
+    if getattr(args, "qr_style", None):  # the console and the shell it opens both read it
+        os.environ["CLAUDE_CONSOLE_QR_STYLE"] = args.qr_style
     return run_sandbox(args)

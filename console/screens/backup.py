@@ -35,8 +35,8 @@ class BackupScreen(Screen[None]):
     """Choose a file, type a passphrase twice, watch it being written, see the result."""
 
     CSS_PATH = styles_path("backup.tcss")
-    HELP_TITLE = "backup"
-    AUTO_FOCUS = "#backup-path"
+    HELP_TITLE = "backup screen"
+    AUTO_FOCUS = "#backup-passphrase"   # the file has a good default; the passphrase never does
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the board"),
         Binding("ctrl+s", "start", "Back up", tooltip="Write the backup file"),
@@ -62,18 +62,20 @@ class BackupScreen(Screen[None]):
         yield Header(icon="≡")
         with VerticalScroll(classes="bk-form"):
             yield Label("Back up every user's tokens", classes="bk-title")
-            yield Static("One portable file, encrypted with a passphrase (scrypt, AES-256-GCM), written "
-                         "atomically with mode 0600. It restores on any machine: o on the board, or "
-                         "claude-console restore FILE.", classes="bk-help")
+            yield Static("One portable file, encrypted with a passphrase (scrypt, AES-256-GCM), mode "
+                         "0600. It restores anywhere: o on the board, or claude-console restore FILE.",
+                         classes="bk-help")
             yield Label("File", classes="bk-label")
-            yield Input(self.initial_path, id="backup-path", placeholder="where to write the backup")
+            yield Input(self.initial_path, id="backup-path", placeholder="where to write the backup",
+                        compact=True)
             yield Label(f"Passphrase (at least {MIN_PASSPHRASE} characters; it cannot be recovered)",
                         classes="bk-label")
-            yield Input(id="backup-passphrase", password=True, placeholder="passphrase")
+            yield Input(id="backup-passphrase", password=True, placeholder="passphrase", compact=True)
             yield Label("Repeat the passphrase", classes="bk-label")
-            yield Input(id="backup-repeat", password=True, placeholder="the same passphrase again")
+            yield Input(id="backup-repeat", password=True, placeholder="the same passphrase again",
+                        compact=True)
             with Horizontal(classes="bk-buttons"):
-                yield Button("Back up (ctrl+s)", id="backup-start", variant="primary")
+                yield Button("Back up (ctrl+s)", id="backup-start", variant="primary", compact=True)
             yield ProgressBar(id="backup-progress", show_eta=False)
             yield Static("", id="backup-result", classes="bk-result")
         yield Footer()
@@ -162,6 +164,7 @@ class BackupScreen(Screen[None]):
     def _finished(self, message: Finished) -> None:
         summary = self.summary = message.summary
         self.remove_class("-working")
+        self.add_class("-done")
         bar = self.query_one("#backup-progress", ProgressBar)
         bar.update(total=max(summary.users, 1), progress=max(summary.users, 1))
         for field in ("#backup-passphrase", "#backup-repeat"):

@@ -19,7 +19,8 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, ProgressBar
 from textual.worker import Worker
 
-from ..tokens import TokenRecord, format_duration
+from ..tokens import TokenRecord, count_text, format_duration
+from ..ui.hints import BOARD, with_keys
 from ..ui.host import console_app
 from ..ui.messages import reason
 from ..ui.styles import styles_path
@@ -99,17 +100,22 @@ class BoardScreen(Screen[None]):
     AUTO_FOCUS = "BoardView"
     BINDINGS = [
         Binding("l", "login", "Login", tooltip="Log a user in (guided, with a QR code)"),
-        Binding("enter", "detail", "Detail", tooltip="Open the selected user's detail"),
-        Binding("r", "refresh", "Refresh", tooltip="Refresh the selected user's token now"),
+        Binding("enter", "detail", "Detail", show=False, tooltip="Open the selected user's detail"),
+        Binding("r", "refresh", "Refresh",
+                tooltip="Refresh the selected user's token now (the marked users', if any)"),
         Binding("R", "refresh_all", "All", tooltip="Refresh every user shown (escape stops)"),
-        Binding("d,delete", "logout", "Logout", tooltip="Log the selected user out (asks first)"),
+        Binding("d,delete", "logout", "Logout",
+                tooltip="Log the selected user out, or the marked users (asks first)"),
+        Binding("space", "mark", "Mark", show=False,
+                tooltip="Mark or unmark the row; r and d then act on every marked row"),
         Binding("slash", "filter", "Filter", tooltip="Filter as you type (escape clears)"),
         Binding("s", "cycle_sort", "Sort", show=False, tooltip="Sort by the next column (1-8 pick one)"),
         *_SORT_BINDINGS,
-        Binding("b", "backup", "Backup", show=False, tooltip="Back up the stored tokens"),
-        Binding("o", "restore", "Restore", show=False, tooltip="Restore tokens from a backup"),
+        Binding("c", "columns", "Columns", show=False, tooltip="Choose the columns to show"),
+        Binding("b", "backup", "Backup", tooltip="Back up the stored tokens"),
+        Binding("o", "restore", "Restore", tooltip="Restore tokens from a backup"),
         Binding("escape", "escape", "Clear", show=False,
-                tooltip="Clear the filter, or stop a refresh of all users"),
+                tooltip="Clear the filter, then the marks, or stop a refresh of all users"),
     ]
 
     def __init__(self) -> None:
@@ -133,7 +139,7 @@ class BoardScreen(Screen[None]):
         yield HealthBar(id="health")
         yield BoardView(id="board", clock=app.clock,
                         refresh_buffer=app.service.settings.refresh_buffer)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # 80 columns: room for every key
         # The filter field and the progress line are mounted when first needed: a faster start.
 
     @property
@@ -236,6 +242,7 @@ class BoardScreen(Screen[None]):
             if not board.loaded:
                 board.set_records([])
             board.retain(message.user_ids)
+            board.set_held(self.app.service.held_users())
             self.query_one(HealthBar).show(message.health, board.counts())
         self._cursor = message.cursor
         self._health, self._health_at = message.health, time.monotonic()
@@ -249,6 +256,7 @@ class BoardScreen(Screen[None]):
         with self.app.batch_update():
             changed = board.set_records(changes.records, complete=False)
             changed = board.remove(changes.removed) or changed
+            board.set_held(self.app.service.held_users())
             if message.health is not None:
                 self._health, self._health_at = message.health, time.monotonic()
             if changed or message.health is not None:
@@ -281,6 +289,8 @@ class BoardScreen(Screen[None]):
             else f"Users ({message.total})"
         if board.filter_text:
             title += f" · filter “{board.filter_text}”"
+        if board.marked:
+            title += f" · {len(board.marked)} marked"
         board.border_title = f"{title} · sorted by {order}{' (reversed)' if board.sort_reverse else ''}"
         field = self._filter_field()
         self.set_class(bool(board.filter_text) or (field is not None and field.has_focus), "-filtering")
@@ -319,8 +329,24 @@ class BoardScreen(Screen[None]):
             self.board.set_filter("")
             self.remove_class("-filtering")
             self.board.focus()
+        elif self.board.clear_marks():
+            pass
         elif self._bulk is not None and self._bulk.is_running:
             self._bulk.cancel()
+
+    # -- marks and columns -------------------------------------------------------------
+
+    def action_mark(self) -> None:
+        self.board.toggle_mark()
+
+    def action_columns(self) -> None:
+        from .modals.columns import ColumnsScreen
+
+        def chosen(hidden: frozenset[str] | None) -> None:
+            if hidden is not None:
+                self.board.set_hidden_columns(hidden)
+
+        self.app.push_screen(ColumnsScreen(self.board.hidden_columns), chosen)
 
     # -- sorting -----------------------------------------------------------------------
 
@@ -374,6 +400,15 @@ class BoardScreen(Screen[None]):
     # -- token actions -----------------------------------------------------------------
 
     def action_refresh(self) -> None:
+        marked = self.board.marked
+        if marked:
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.run_worker(self._start_bulk_refresh(marked))
+
+            self.app.push_screen(ConfirmScreen(f"Refresh {_users(len(marked))} marked?",
+                                               detail=_names(marked), yes="Refresh"), answered)
+            return
         uid = self._selected()
         if uid is not None:
             self._refresh_one(uid)
@@ -389,6 +424,18 @@ class BoardScreen(Screen[None]):
             self.post_message(WorkDone(f"{uid}: refreshed; expires in {left}"))
 
     def action_logout(self) -> None:
+        marked = self.board.marked
+        if marked:
+            def answered_marked(yes: bool | None) -> None:
+                if yes:
+                    self.board.clear_marks()
+                    self._logout_many(marked)
+
+            self.app.push_screen(ConfirmScreen(
+                f"Log out {_users(len(marked))} marked?",
+                detail=f"{_names(marked)}. Their stored tokens are deleted; they must log in again."),
+                answered_marked)
+            return
         uid = self._selected()
         if uid is None:
             return
@@ -411,6 +458,23 @@ class BoardScreen(Screen[None]):
             self.post_message(WorkDone(f"{uid}: logged out" if removed else f"{uid}: was not logged in",
                                        "information" if removed else "warning"))
 
+    @work(group="logout", exit_on_error=False)
+    async def _logout_many(self, users: list[str]) -> None:
+        done, failed = 0, []
+        for uid in users:
+            try:
+                if await self.app.service.logout(uid):
+                    done += 1
+            except Exception as exc:
+                failed.append((uid, reason(exc)))
+        if not failed:
+            self.post_message(WorkDone(f"Logged out {_users(done)}"))
+        else:
+            first_uid, first_reason = failed[0]
+            self.post_message(WorkDone(f"Logged out {done} of {len(users)}; {first_uid}: {first_reason}"
+                                       + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""),
+                                       "error"))
+
     async def _work_line(self) -> tuple[Label, ProgressBar]:
         if not self.query("#work"):
             await self.mount(Horizontal(Label("", id="work-label"),
@@ -426,8 +490,14 @@ class BoardScreen(Screen[None]):
         if not users:
             self.notify("No users to refresh", severity="warning")
             return
+        await self._start_bulk_refresh(users)
+
+    async def _start_bulk_refresh(self, users: list[str]) -> None:
+        if self._bulk is not None and self._bulk.is_running:
+            self.notify("A refresh of all users is already running (escape stops it)", severity="warning")
+            return
         label, bar = await self._work_line()
-        label.update(f"Refreshing {len(users)} users…")
+        label.update(f"Refreshing {count_text(len(users), 'user')}…")
         bar.update(total=len(users), progress=0)
         self.add_class("-working")
         self._bulk = self._refresh_all(users)
@@ -454,15 +524,15 @@ class BoardScreen(Screen[None]):
         try:
             await asyncio.gather(*(one(uid) for uid in users))
         except asyncio.CancelledError:
-            self.post_message(WorkDone(f"Stopped after {done} of {total} users "
+            self.post_message(WorkDone(f"Stopped after {done} of {count_text(total, 'user')} "
                                        f"({len(failed)} failed)", "warning", bulk=True))
             raise
         if not failed:
-            self.post_message(WorkDone(f"Refreshed all {total} users", bulk=True))
+            self.post_message(WorkDone(f"Refreshed all {total} users" if total > 1 else "Refreshed 1 user", bulk=True))
         else:
             first_uid, first_reason = failed[0]
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-            self.post_message(WorkDone(f"Refreshed {total - len(failed)} of {total} users; "
+            self.post_message(WorkDone(f"Refreshed {total - len(failed)} of {count_text(total, 'user')}; "
                                        f"{first_uid}: {first_reason}{more}", "error", bulk=True))
 
     @on(WorkProgress)
@@ -474,6 +544,15 @@ class BoardScreen(Screen[None]):
     def _work_done(self, message: WorkDone) -> None:
         if message.bulk:
             self.remove_class("-working")
-        self.notify(message.text, severity=message.severity,
+        self.notify(with_keys(message.text, BOARD), severity=message.severity,
                     timeout=10 if message.severity == "error" else 4)
         self.poll_now()
+
+
+def _users(n: int) -> str:
+    return f"{n} user{'s' if n != 1 else ''}"
+
+
+def _names(users: list[str], limit: int = 5) -> str:
+    shown = ", ".join(users[:limit])
+    return shown + (f" and {len(users) - limit} more" if len(users) > limit else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from rich.table import Table
@@ -15,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
 from ..tokens import Status, TokenRecord, format_duration, format_time, mask
+from ..ui.hints import DETAIL, with_keys
 from ..ui.messages import reason
 from ..ui.styles import styles_path
 from ..users import markup_safe, shown
@@ -49,7 +51,7 @@ class ProfileShown(Message):
 
 class DetailScreen(Screen[None]):
     CSS_PATH = styles_path("detail.tcss")
-    HELP_TITLE = "user detail"
+    HELP_TITLE = "user detail screen"
     HELP_STATUSES = True
     BINDINGS = [
         Binding("escape,backspace", "back", "Back", tooltip="Back to the board"),
@@ -174,12 +176,12 @@ class DetailScreen(Screen[None]):
         table.add_column("when (UTC)", no_wrap=True)
         table.add_column("action", no_wrap=True)
         table.add_column("result", no_wrap=True)
-        table.add_column("by", overflow="fold", max_width=28)
-        table.add_column("detail", overflow="fold")
+        table.add_column("by", max_width=28)       # wrapped between words, never inside one
+        table.add_column("detail")
         for event in self.events:
             table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.ts)), event.action,
                           Text("ok") if event.ok else Text("FAILED", style="bold"),
-                          Text(shown(event.actor, 256)), Text(shown(event.detail, 4096)))
+                          Text(shown(event.actor, 256)), Text(shown(durations_in_words(event.detail), 4096)))
         audit.update(table)
 
     # -- actions -----------------------------------------------------------------------
@@ -265,9 +267,17 @@ class DetailScreen(Screen[None]):
 
     @on(ActionDone)
     def _action_done(self, message: ActionDone) -> None:
-        self.notify(message.text, severity=message.severity,
+        self.notify(with_keys(message.text, DETAIL), severity=message.severity,
                     timeout=10 if message.severity == "error" else 4)
         if message.close:
             self.dismiss(None)
         elif message.reload:
             self.load()
+
+
+_SECONDS = re.compile(r"\b(-?\d+)s\b")
+
+
+def durations_in_words(detail: str) -> str:
+    """``expires in 28799s`` -> ``expires in 7h 59m``: the audit trail stores seconds."""
+    return _SECONDS.sub(lambda m: format_duration(int(m.group(1))), detail or "")

@@ -18,6 +18,8 @@ import webbrowser
 from datetime import datetime, timezone
 
 from rich.markup import escape
+from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -28,13 +30,15 @@ from textual.widgets import ContentSwitcher, Footer, Input, LoadingIndicator, Op
 from textual.widgets.option_list import Option
 
 from ..errors import ConsoleError
-from ..tokens import TokenRecord, format_duration
+from ..qr import STYLES, choose_style
+from ..tokens import TokenRecord, format_duration, format_span
+from ..ui.hints import LOGIN, with_keys
 from ..ui.host import console_app
 from ..ui.styles import styles_path
 from ..users import markup_safe
 from ..widgets.countdown import Countdown
 from ..widgets.qr import QRCode
-from .qr_fullscreen import QRFullScreen
+from .qr_fullscreen import QRFullScreen, URLScreen
 
 log = logging.getLogger("console.tui.login")
 
@@ -55,6 +59,13 @@ def required_size(qr_needed: Size) -> Size:
     return Size(qr_needed.width + PANEL_MIN_WIDTH, qr_needed.height + CHROME_ROWS)
 
 
+def sandbox_hint(emulator: str) -> str:
+    """One line: how to approve a sandbox login with no browser at all."""
+    return (f"SANDBOX: this URL goes to the local emulator at {emulator}, not to Claude. No browser? "
+            f"curl -sG {emulator}/_emulator/approve --data-urlencode \"url=THE URL\" (F2 copies it) "
+            "prints the CODE#STATE to paste.")
+
+
 class LoginScreen(Screen[TokenRecord | None]):
     """Dismisses with the stored ``TokenRecord`` on success, ``None`` on cancel."""
 
@@ -65,6 +76,7 @@ class LoginScreen(Screen[TokenRecord | None]):
         Binding("f2", "copy_url", "Copy URL"),
         Binding("f3", "open_browser", "Open browser"),
         Binding("f4", "full_qr", "Full-screen QR"),
+        Binding("f5", "show_url", "URL alone", tooltip="Show the URL alone, unwrapped, to select it"),
         Binding("ctrl+r", "restart", "Start over"),
         Binding("enter", "finish", "Done"),
         Binding("down", "focus_users", "Existing users", show=False),
@@ -73,6 +85,12 @@ class LoginScreen(Screen[TokenRecord | None]):
                         "`claude setup-token` does"),
         Binding("f1", "app.help", "Help", tooltip="Every key of this screen (? types into the fields)"),
     ]
+
+    @property
+    def HELP_TITLE(self) -> str:  # noqa: N802 (the name the help screen reads)
+        step = {"pick": "step 1, the user", "code": "step 2, approve and paste",
+                "done": "logged in"}.get(self.stage, self.stage)
+        return f"login screen ({step})"
 
     def __init__(self, user_id: str | None = None) -> None:
         super().__init__()
@@ -130,25 +148,41 @@ class LoginScreen(Screen[TokenRecord | None]):
         note = self.query_one("#sandbox-note", Static)
         note.display = bool(sandbox)
         if sandbox:
-            note.update(f"SANDBOX: this URL goes to the local emulator at {sandbox}, not to Claude.")
+            note.update(sandbox_hint(sandbox))
         self.run_worker(self._load_users(), group="users", exclusive=True)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit()
 
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        self._fit()  # the terminal may have been resized while another screen was on top
+
+    def _qr_style(self) -> str:
+        return self.app.service.settings.qr_style
+
     def _fit(self) -> None:
-        """Show the QR code beside the text, or say how large the terminal must be."""
+        """Show the QR code beside the text, or say how large the terminal must be.
+
+        Sizes come from the app (the terminal itself), never from a layout that may not
+        have caught up with the last resize yet."""
         if self.start is None:
             return
-        need = self.query_one(QRCode).needed
-        want, have = required_size(need), self.size
-        small = have.width < want.width or have.height < want.height
+        qr = self.query_one(QRCode)
+        have = self.app.size
+        fits = {style: _within(required_size(qr.needed_for(style)), have) for style in STYLES}
+        qr.drawing = choose_style(self._qr_style(), fits)
+        need = qr.needed
+        want = required_size(need)
+        small = not fits[qr.drawing]
         self.set_class(small, "-too-small")
         if small:
+            alone = qr.needed_for(choose_style(self._qr_style(),
+                                               {style: _within(qr.needed_for(style), have)
+                                                for style in STYLES}))
             self.query_one("#too-small", Static).update(
-                f"This terminal is {have.width}×{have.height}: the QR code needs {need.width}×"
-                f"{need.height} cells, so this screen needs at least {want.width}×{want.height}. "
-                f"Press F4 for the QR code alone (needs {need.width}×{need.height}), or use the URL.")
+                f"This terminal is {have.width}×{have.height}; the QR code beside this text needs "
+                f"{want.width}×{want.height}. F4 shows the code alone (needs {alone.width}×"
+                f"{alone.height}); F5 shows the URL alone, F2 copies it.")
 
     def _set_stage(self, stage: str) -> None:
         self.stage = stage
@@ -157,7 +191,8 @@ class LoginScreen(Screen[TokenRecord | None]):
 
     def _say(self, where: str, text: str, kind: str = "") -> None:
         message = self.query_one(where, Static)
-        message.update(escape(text))  # errors quote user ids and provider text: never markup
+        # Errors quote user ids and provider text: never markup. Their hints name this screen's keys.
+        message.update(escape(with_keys(text, LOGIN)))
         message.set_class(kind == "error", "-error")
         message.set_class(kind == "ok", "-ok")
 
@@ -247,7 +282,8 @@ class LoginScreen(Screen[TokenRecord | None]):
         self.start = start
         self.user_id = start.user_id
         self.query_one(QRCode).data = start.authorization_url
-        self.query_one("#url", Static).update(start.authorization_url)
+        url = start.authorization_url
+        self.query_one("#url", Static).update(Text(url, style=Style(link=url)))  # OSC 8
         self.query_one("#code-title", Static).update(f"Log in user {markup_safe(start.user_id)} ")
         self.query_one(Countdown).deadline = start.expires_at
         self._say("#code-message", "")
@@ -284,8 +320,11 @@ class LoginScreen(Screen[TokenRecord | None]):
             paste.disabled = False
             self.refresh_bindings()
         if record is None:
-            self._say("#code-message", f"✗ {failure}\nPaste again to retry, or press ctrl+r to start "
-                                       "over with a new URL.", "error")
+            if self._now() >= self.start.expires_at:  # nothing pasted can finish it any more
+                retry = "This login expired: press ctrl+r to start over with a new URL."
+            else:
+                retry = "Paste again to retry, or press ctrl+r to start over with a new URL."
+            self._say("#code-message", f"✗ {failure}\n{retry}", "error")
             paste.value = ""
             paste.focus()
             return
@@ -293,9 +332,9 @@ class LoginScreen(Screen[TokenRecord | None]):
 
     def on_countdown_expired(self, event: Countdown.Expired) -> None:
         if self.stage == "code" and not self.busy:
-            minutes = int(self.app.service.settings.pending_ttl // 60)
-            self._say("#code-message", f"✗ This login expired (logins must finish within {minutes} "
-                                       "minutes). Press ctrl+r to start over.", "error")
+            within = format_span(self.app.service.settings.pending_ttl)   # "45 seconds", not "0 minutes"
+            self._say("#code-message", f"✗ This login expired (logins must finish within {within}). "
+                                       "Press ctrl+r to start over.", "error")
 
     # -- stage 3: done -----------------------------------------------------------------
 
@@ -314,7 +353,7 @@ class LoginScreen(Screen[TokenRecord | None]):
     # -- actions -----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("copy_url", "full_qr"):
+        if action in ("copy_url", "full_qr", "show_url"):
             return self.stage == "code"
         if action == "open_browser":
             return self.stage == "code" and browser_available()
@@ -337,6 +376,20 @@ class LoginScreen(Screen[TokenRecord | None]):
             self.dismiss(self.record)
             return
         self.workers.cancel_group(self, "complete")
+        if self.start is not None and self.stage == "code":
+            self.run_worker(self._cancel_pending(self.start.state), group="cancel", exclusive=True)
+            return
+        self.dismiss(None)
+
+    async def _cancel_pending(self, state: str) -> None:
+        """The login this screen started goes with it: nothing pending is left behind."""
+        try:
+            await self.app.service.cancel_login(state)
+        except ConsoleError as exc:  # the screen still closes; the login expires on its own
+            self.notify(f"The pending login could not be removed ({exc}); it expires by itself.",
+                        severity="warning")
+        except Exception:
+            log.exception("cancel_login failed")
         self.dismiss(None)
 
     def action_finish(self) -> None:
@@ -366,7 +419,24 @@ class LoginScreen(Screen[TokenRecord | None]):
 
     def action_full_qr(self) -> None:
         if self.start is not None:
-            self.app.push_screen(QRFullScreen(self.start.authorization_url))
+            self.app.push_screen(QRFullScreen(self.start.authorization_url, self._qr_style()))
+
+    def action_show_url(self) -> None:
+        """The URL alone: printed on the plain terminal (which wraps it softly, so a mouse
+        selection copies one line), or on a screen of its own where the app cannot step aside."""
+        if self.start is None:
+            return
+        url = self.start.authorization_url
+        driver = getattr(self.app, "_driver", None)
+        if driver is not None and getattr(driver, "can_suspend", False) and not self.app.is_headless:
+            with self.app.suspend():
+                print("\x1b[2J\x1b[H" + url + "\n")
+                try:
+                    input("Select the URL with the mouse, then press enter to go back. ")
+                except EOFError:
+                    pass
+            return
+        self.app.push_screen(URLScreen(url))
 
     def action_restart(self) -> None:
         if self.user_id and not self.busy:
@@ -378,3 +448,7 @@ class LoginScreen(Screen[TokenRecord | None]):
             if users.highlighted is None:
                 users.highlighted = 0
             users.focus()
+
+
+def _within(need: Size, have: Size) -> bool:
+    return need.width <= have.width and need.height <= have.height

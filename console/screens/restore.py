@@ -21,6 +21,7 @@ from ..tokens import format_time
 from ..ui.messages import StageProgress, WorkFailed
 from ..ui.messages import reason as failure_reason
 from ..ui.styles import styles_path
+from ..users import markup_safe
 from .modals.confirm import ConfirmScreen
 
 OVERWRITE_CHOICES = [
@@ -30,19 +31,24 @@ OVERWRITE_CHOICES = [
 ]
 TABLE_ROWS = 2000   # the diff table shows this many changes; the summary counts them all
 _KIND_TEXT = {"new": "new user", "older": "stored is older", "newer": "stored is newer", "conflict": "conflict",
-              "same": "unchanged"}
-_ACTION_TEXT = {"add": "add", "replace": "replace", "keep": "keep", "none": "-"}
+              "same": "unchanged", "invalid": "invalid"}
+_ACTION_TEXT = {"add": "add", "replace": "replace", "keep": "keep", "none": "-", "refuse": "refuse"}
 
 
 def _when(ts: float | None) -> str:
     return format_time(ts) if ts else "-"   # UTC, as the CLI and the detail screen show times
 
 
+def _when_short(ts: float | None) -> str:
+    """``2026-12-02 04:54`` (UTC): the table's times, short enough for the why column at 80."""
+    return format_time(ts)[:16] if ts else "-"
+
+
 class RestoreScreen(Screen[None]):
     """Path and passphrase, the dry-run diff as a table, a confirmation, the result."""
 
     CSS_PATH = styles_path("backup.tcss")   # the backup screen's sheet styles both
-    HELP_TITLE = "restore"
+    HELP_TITLE = "restore screen"
     AUTO_FOCUS = "#restore-path"
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the board"),
@@ -77,16 +83,18 @@ class RestoreScreen(Screen[None]):
         yield Header(icon="≡")
         with Vertical(classes="bk-form"):
             yield Label("Restore tokens from a backup", classes="bk-title")
-            yield Static("First shows what would change; nothing is written until you confirm. A stored "
-                         "token that is newer than the backup's is kept unless the mode is 'always', and a "
-                         "token refreshed while restoring is never overwritten.", classes="bk-help")
+            yield Static("F5 shows what would change; nothing is written until you confirm. A newer "
+                         "stored token is kept unless the mode is 'always'.", classes="bk-help")
             with Horizontal(classes="bk-row"):
-                yield Input(self.initial_path, id="restore-path", placeholder="the backup file")
-                yield Input(id="restore-passphrase", password=True, placeholder="its passphrase")
+                yield Input(self.initial_path, id="restore-path", placeholder="the backup file", compact=True)
+                yield Input(id="restore-passphrase", password=True, placeholder="its passphrase",
+                            compact=True)
             with Horizontal(classes="bk-row"):
-                yield Select(OVERWRITE_CHOICES, value="newer", allow_blank=False, id="restore-overwrite")
-                yield Button("Show changes (F5)", id="restore-plan", variant="primary")
-                yield Button("Restore (ctrl+r)", id="restore-apply", variant="error", disabled=True)
+                yield Select(OVERWRITE_CHOICES, value="newer", allow_blank=False, id="restore-overwrite",
+                             compact=True)
+                yield Button("Show changes (F5)", id="restore-plan", variant="primary", compact=True)
+                yield Button("Restore (ctrl+r)", id="restore-apply", variant="error", disabled=True,
+                             compact=True)
             yield Static("", id="restore-summary", classes="bk-summary")
             yield DataTable(id="restore-diff", cursor_type="row", zebra_stripes=True)
             yield ProgressBar(id="restore-progress", show_eta=False)
@@ -95,7 +103,7 @@ class RestoreScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#restore-diff", DataTable)
-        table.add_columns("User", "Change", "Action", "Stored updated", "Backup updated", "Why")
+        table.add_columns("User", "Change", "Action", "Why", "Stored (UTC)", "Backup (UTC)")
 
     def on_unmount(self) -> None:
         self.contents = self.plan = None   # decrypted tokens do not outlive the screen
@@ -165,6 +173,7 @@ class RestoreScreen(Screen[None]):
             self._plan(None, None)
 
     def _start(self, text: str) -> None:
+        self.remove_class("-done")
         self.query_one("#restore-result", Static).update(text)
         self.query_one("#restore-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#restore-apply", Button).disabled = True
@@ -206,9 +215,10 @@ class RestoreScreen(Screen[None]):
         with self.app.batch_update():
             table.clear()
             for change in shown[:TABLE_ROWS]:
-                table.add_row(change.user_id, _KIND_TEXT[change.kind], _ACTION_TEXT[change.action],
-                              _when(change.stored_updated_at), _when(change.backup_updated_at), change.reason,
-                              key=change.user_id)
+                table.add_row(markup_safe(change.user_id), _KIND_TEXT[change.kind], _ACTION_TEXT[change.action],
+                              markup_safe(change.reason, 200), _when_short(change.stored_updated_at),
+                              _when_short(change.backup_updated_at),
+                              key=None if change.action == "refuse" else change.user_id)
         more = f" (the table shows the first {TABLE_ROWS} of {len(shown)} changes)" if len(shown) > TABLE_ROWS else ""
         if writes:
             self._say(f"Dry run: nothing written yet. Press ctrl+r to restore {users_text(writes)}{more}.")
@@ -262,6 +272,7 @@ class RestoreScreen(Screen[None]):
     @on(Restored)
     def _restored(self, message: Restored) -> None:
         self.remove_class("-working")
+        self.add_class("-done")
         result = self.result = message.result
         self.plan = None
         total = max(len(result.written) + len(result.changed_meanwhile), 1)

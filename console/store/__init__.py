@@ -29,4 +29,5 @@ def build_store(settings: Settings, keyring: Keyring | None = None) -> Hierarchy
                                     refresh_buffer=settings.refresh_buffer, max_ttl=settings.redis_max_ttl))
     tiers.append(FileTier(settings.token_path, keyring))
     tiers.append(EnvTier())
-    return Hierarchy(tiers, allow_file_fallback=settings.allow_file_fallback)
+    return Hierarchy(tiers, allow_file_fallback=settings.allow_file_fallback,
+                     confirm_every=settings.memory_cache_ttl or 5.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,29 @@ class PendingLogin:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PendingLogin":
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+_foreign_warned: set[tuple[str, str]] = set()
+
+
+def warn_foreign_pending(where: str, key_id: str | None, user_id: str) -> None:
+    """One warning per store and key id: a pending login sealed under a key this process lacks
+    (another replica's key, or one rotated away) is skipped, and swept when it expires."""
+    if (where, key_id or "?") in _foreign_warned:
+        return
+    _foreign_warned.add((where, key_id or "?"))
+    logging.getLogger("console.store").warning(
+        "%s: a pending login (user %r) was started under encryption key id %s, which is not "
+        "configured here; it is skipped, and removed when it expires", where, user_id, key_id or "?")
+
+
+def foreign_pending_error(key_id: str | None, user_id: str):
+    """The one line for finishing a login whose verifier was sealed under a key we lack."""
+    from ..errors import CryptoError
+
+    return CryptoError(f"the login of user {user_id!r} was started under encryption key id {key_id or '?'}, "
+                       "which is not configured here", hint="finish it where it was started, add that key to "
+                       "CLAUDE_TOKEN_ENCRYPTION_KEY, or start a new login")
 
 
 @dataclass

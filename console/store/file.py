@@ -21,9 +21,10 @@ from ..crypto import Keyring, is_encrypted
 from ..errors import CryptoError, NoKeyConfigured, StaleWrite, StorageCorrupt, StorageError
 from ..tokens import HIDDEN, BadValue, TokenRecord, check_values, parse_expires_at
 from ..users import fix_command
-from .base import AuditEvent, Changes, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN
+from .base import (AuditEvent, Changes, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN,
+                   foreign_pending_error, warn_foreign_pending)
 from .fsutil import (FULL, async_file_lock, atomic_write, check_private_file, ensure_private_dir,
-                     file_lock, sweep_temp_files)
+                     file_lock, sweep_temp_files, take_lock)
 
 log = logging.getLogger("console.store.file")
 
@@ -48,6 +49,12 @@ class FileTier(Tier):
         self.lock_dir = self.state_dir / "locks"
         self.audit_path = self.path.parent / f"{self.path.stem}.audit.jsonl"
         self._write_lock = self.lock_dir / "_file.lock"
+        # The gate: long rewrites (restores, key rotations) take it exclusively; a refresh takes
+        # it shared before it spends a token and keeps it until its save is done, so a long
+        # rewrite never makes a save wait after the provider rotated (refreshes do not queue
+        # behind each other: they all share it).
+        self._gate = self.lock_dir / "_gate.lock"
+        self._gate_fds: dict[str, int] = {}
         self._cache_key: tuple | None = None
         self._cache_doc: dict[str, Any] | None = None
         # Users whose entry the last listing could not read (user id -> why): shown as such,
@@ -110,6 +117,7 @@ class FileTier(Tier):
             raise StorageCorrupt(f"token file {self.path}: the entry for user {user_id!r} is unreadable: {exc}",
                                  hint=f"run: {fix_command('login', user_id)}, or restore the file from a backup") from None
         data = dict(entry)
+        locked = None if secrets else self.keyring.locked_by(data.get("access_token"))
         for key in _SECRET_FIELDS:
             value = data.get(key)
             if value and not secrets:
@@ -118,7 +126,10 @@ class FileTier(Tier):
                 data[key] = self.keyring.decrypt(value, user_id)
         data["user_id"] = user_id
         data["source"] = self.name
-        return TokenRecord.from_dict(data)
+        record = TokenRecord.from_dict(data)
+        if locked:
+            record.locked = locked
+        return record
 
     def _encode(self, record: TokenRecord) -> dict[str, Any]:
         data = record.to_dict()
@@ -197,6 +208,30 @@ class FileTier(Tier):
 
         return self._mutate(change)
 
+    gate_timeout = 5.0  # seconds a refresh waits for a restore or key rotation before giving up, unspent
+
+    async def lock_row(self, user_id: str) -> None:
+        """Inside ``locked(user)``, before a refresh spends the token: take the gate shared, so no
+        restore or key rotation can hold the file when the save comes. Raises ``StorageError``
+        (nothing spent) if one holds it for over ``gate_timeout``."""
+        if user_id in self._gate_fds:
+            return
+        fd = await take_lock(self._gate, shared=True, timeout=self.gate_timeout)
+        if fd is None:
+            raise StorageError(f"token file {self.path} is being rewritten by a restore or a key rotation "
+                               f"for over {self.gate_timeout:g}s; nothing was refreshed",
+                               hint="retry when it ends")
+        self._gate_fds[user_id] = fd
+
+    @contextlib.asynccontextmanager
+    async def _rewriting(self) -> AsyncIterator[None]:
+        """The gate, exclusively, around a long rewrite: it waits for refreshes in flight to save."""
+        fd = await take_lock(self._gate)
+        try:
+            yield
+        finally:
+            os.close(fd)
+
     async def put_many(self, records: list[TokenRecord], expected: dict[str, int] | None = None,
                        authors: dict | None = None) -> list[str]:
         """Bulk upsert in one rewrite (imports and restores); returns the users written.
@@ -219,7 +254,8 @@ class FileTier(Tier):
                 written.append(record.user_id)
             return written
 
-        return self._mutate(change)
+        async with self._rewriting():
+            return self._mutate(change)
 
     async def rotate_keys(self, *, batch: int = 500, progress=None, on_batch=None) -> RotationReport:
         """Re-encrypt every user's tokens to the first key, in one atomic rewrite (so ``batch``
@@ -251,7 +287,8 @@ class FileTier(Tier):
             report.retired = [kid for kid in self.keyring.key_ids[1:] if kid not in still_used]
             return report
 
-        self._mutate(change)
+        async with self._rewriting():
+            self._mutate(change)
         report.pending_rotated = self._rotate_pending()
         if on_batch is not None:
             done = on_batch([r.user_id for r in await self.list()])
@@ -270,7 +307,10 @@ class FileTier(Tier):
                 continue
             if not self.keyring.needs_rotation(verifier):
                 continue
-            pending = self._decode_pending(raw)
+            try:
+                pending = self._decode_pending(raw)
+            except CryptoError:
+                pending = None
             if pending is None:
                 continue  # unreadable ones expire and are swept; they open nothing
             claimed = path.with_suffix(f".rotating-{os.getpid()}-{os.urandom(3).hex()}")
@@ -311,7 +351,12 @@ class FileTier(Tier):
     async def locked(self, user_id: str) -> AsyncIterator[None]:
         async with async_file_lock(self.lock_dir / f"{_digest(user_id)}.lock"):
             self._cache_key = None  # re-read after taking the lock
-            yield
+            try:
+                yield
+            finally:
+                fd = self._gate_fds.pop(user_id, None)  # taken by lock_row before a refresh
+                if fd is not None:
+                    os.close(fd)
 
     # -- pending logins ----------------------------------------------------------------
 
@@ -325,13 +370,21 @@ class FileTier(Tier):
         return json.dumps(data).encode()
 
     def _decode_pending(self, raw: bytes) -> PendingLogin | None:
+        """The pending login, or None if unreadable; ``CryptoError`` if sealed under a key we lack."""
         try:
             data = json.loads(raw)
             if is_encrypted(data.get("verifier")):
                 data["verifier"] = self.keyring.decrypt(data["verifier"], data["state"])
             return PendingLogin.from_dict(data)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
+
+    def _foreign_pending(self, raw: bytes) -> tuple[str | None, str, float]:
+        """(key id, user, expires_at) of a pending login this keyring cannot open."""
+        data = json.loads(raw)
+        expires = data.get("expires_at")
+        return (self.keyring.value_key_id(str(data.get("verifier") or "")), str(data.get("user_id")),
+                float(expires) if isinstance(expires, (int, float)) else 0.0)
 
     async def save_pending(self, pending: PendingLogin) -> None:
         ensure_private_dir(self.path.parent)
@@ -347,10 +400,18 @@ class FileTier(Tier):
         except FileNotFoundError:
             return None
         try:
-            pending = self._decode_pending(claimed.read_bytes())
-        finally:
+            raw = claimed.read_bytes()
+            pending = self._decode_pending(raw)
+        except CryptoError:  # another key's login: leave it for the process that has the key
+            os.rename(claimed, path)
+            kid, user, _ = self._foreign_pending(raw)
+            raise foreign_pending_error(kid, user) from None
+        except BaseException:
             with contextlib.suppress(OSError):
                 claimed.unlink()
+            raise
+        with contextlib.suppress(OSError):
+            claimed.unlink()
         if pending is None or pending.state != state:
             return None
         return pending
@@ -364,19 +425,30 @@ class FileTier(Tier):
                 out.append((path, path.read_bytes()))
         return out
 
-    def _all_pending(self) -> list[tuple[Path, PendingLogin | None]]:
-        return [(path, self._decode_pending(raw)) for path, raw in self._pending_files()]
+    def _all_pending(self, now: float) -> list[tuple[Path, PendingLogin | None]]:
+        """Every pending login (None: unreadable). One sealed under a key we lack is skipped
+        with a warning, and listed as unreadable once it has expired, so it is swept then."""
+        out: list[tuple[Path, PendingLogin | None]] = []
+        for path, raw in self._pending_files():
+            try:
+                out.append((path, self._decode_pending(raw)))
+            except CryptoError:
+                kid, user, expires = self._foreign_pending(raw)
+                warn_foreign_pending(str(self.pending_dir), kid, user)
+                if expires <= now:
+                    out.append((path, None))
+        return out
 
     async def newest_pending(self, user_id: str | None = None) -> PendingLogin | None:
         now = time.time()
-        live = [p for _, p in self._all_pending()
+        live = [p for _, p in self._all_pending(now)
                 if p is not None and not p.expired(now) and (user_id is None or p.user_id == user_id)]
         return max(live, key=lambda p: p.created_at, default=None)
 
     async def sweep_pending(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
         removed = 0
-        for path, pending in self._all_pending():
+        for path, pending in self._all_pending(now):
             if pending is None or pending.expired(now):
                 with contextlib.suppress(OSError):
                     path.unlink()

@@ -142,3 +142,29 @@ async def async_file_lock(path: Path, poll: float = 0.005, max_poll: float = 0.0
         yield
     finally:
         os.close(fd)
+
+
+async def take_lock(path: Path, *, shared: bool = False, timeout: float | None = None,
+                    poll: float = 0.005, max_poll: float = 0.05) -> int | None:
+    """Take an advisory lock (``shared`` or exclusive) without blocking the loop; returns the fd
+    holding it (close it to release), or None if ``timeout`` seconds passed first."""
+    fd = _open_lock(path)
+    deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+    delay = poll
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                return fd
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                os.close(fd)
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_poll)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise

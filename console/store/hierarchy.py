@@ -4,12 +4,21 @@ Reads ask a cache tier first (when there is one), then every other tier in order
 that is down is skipped with a warning and shows as down in ``health``. Writes go to the
 highest writable tier (the primary) and then refresh the cache. When the primary is down
 a write fails loudly, unless ``allow_file_fallback`` lets it land in the file tier.
+
+A cache is never trusted for longer than ``confirm_every`` seconds: a cached record is served
+only while the primary confirmed the same version and access token within that time (read
+again from the primary otherwise), and a cache write that could not reach the cache (Redis
+down or frozen during a logout or a refresh) is queued and retried until it lands. So a
+logout or a rotation is seen by every process within ``confirm_every``, whatever the cache
+does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from typing import AsyncIterator
 
 from ..errors import StorageError, TierUnavailable
@@ -20,8 +29,14 @@ from .base import UP, AuditEvent, Changes, PendingLogin, Tier, TierHealth
 log = logging.getLogger("console.store")
 
 
+def _stamp(record: TokenRecord) -> tuple:
+    """What must match between a cached record and the primary's: only a primary write moves it."""
+    return record.version, record.access_token
+
+
 class Hierarchy:
-    def __init__(self, tiers: list[Tier], *, allow_file_fallback: bool = False) -> None:
+    def __init__(self, tiers: list[Tier], *, allow_file_fallback: bool = False,
+                 confirm_every: float = 5.0) -> None:
         self.tiers = list(tiers)
         self.cache = next((t for t in self.tiers if t.IS_CACHE), None)
         self.backends = [t for t in self.tiers if t is not self.cache]
@@ -33,6 +48,10 @@ class Hierarchy:
         self.fallback = next((t for t in writable[1:] if t.IS_FALLBACK), None) \
             if allow_file_fallback else None
         self.warnings: list[str] = []
+        self.confirm_every = confirm_every
+        self._confirmed: dict[str, tuple[tuple, float]] = {}  # user -> (stamp, monotonic time)
+        self._unsent: dict[str, TokenRecord | None] = {}     # cache writes to retry (None: drop)
+        self._flusher: asyncio.Task | None = None
 
     def tier(self, name: str) -> Tier | None:
         return next((t for t in self.tiers if t.name == name), None)
@@ -46,17 +65,46 @@ class Hierarchy:
     # -- reads -------------------------------------------------------------------------
 
     async def get(self, user_id: str) -> TokenRecord | None:
+        hit = None
         if self.cache is not None:
             try:
                 hit = await self.cache.get(user_id)
-                if hit is not None:
-                    return hit
             except TierUnavailable as exc:
                 self._skip(self.cache, exc)
-        record, tier = await self._first(user_id)
+            if hit is not None and self.confirmed_age(hit) is not None:
+                return hit
+        try:
+            record, tier = await self._first(user_id)  # confirms (or un-confirms) the user
+        except TierUnavailable:
+            if hit is not None:  # nothing can be written while the primary is down: serve the cache
+                return hit
+            raise
+        if hit is not None:
+            if record is not None and _stamp(record) == _stamp(hit):
+                return hit
+            # The cache is behind the primary (a write whose cache update was lost): fix it.
+            fixed = record if record is not None and tier is self.primary else None
+            log.info("cached token of %s is older than the %s tier's; replaced", user_id, self.primary.name)
+            await self._cache_write(user_id, fixed)
+            return record
         if record is not None and self.cache is not None and tier is self.primary:
             await self._cache_set(record, fill=True)
         return record
+
+    def confirmed_age(self, record: TokenRecord) -> float | None:
+        """Seconds since the primary last showed this very record (same version and access
+        token), while that is under ``confirm_every``; else None."""
+        seen = self._confirmed.get(record.user_id)
+        if seen is None or seen[0] != _stamp(record):
+            return None
+        age = time.monotonic() - seen[1]
+        return age if age < self.confirm_every else None
+
+    def _confirm(self, user_id: str, record: TokenRecord | None) -> None:
+        if record is None:
+            self._confirmed.pop(user_id, None)
+        else:
+            self._confirmed[user_id] = (_stamp(record), time.monotonic())
 
     async def get_fresh(self, user_id: str) -> TokenRecord | None:
         """Bypass the cache: used after taking a refresh lock."""
@@ -73,6 +121,8 @@ class Hierarchy:
                 self._skip(tier, exc)
                 down = down or (exc if tier is self.primary else None)
                 continue
+            if tier is self.primary:
+                self._confirm(user_id, record)
             if record is not None:
                 return record, tier
         if down is not None:
@@ -187,6 +237,7 @@ class Hierarchy:
 
     async def put(self, record: TokenRecord, expected_version: int | None = None) -> TokenRecord:
         stored = await self._write("put", record, expected_version)
+        self._confirm(stored.user_id, stored)
         await self._cache_set(stored)
         return stored
 
@@ -198,19 +249,26 @@ class Hierarchy:
         if not self.primary.CAN_PUT_MANY:
             raise StorageError(f"the {self.primary.name} tier cannot take bulk writes")
         written = await self._write("put_many", records, expected, authors)
+        for uid in written:
+            self._confirmed.pop(uid, None)
         await self.cache_drop_many(written)
         return written
 
     async def cache_drop_many(self, user_ids: list[str]) -> None:
         """Drop many users from the cache on every replica, pipelined."""
         if self.cache is not None and user_ids:
+            for uid in user_ids:
+                self._confirmed.pop(uid, None)
             try:
                 await self.cache.delete_many(user_ids)
             except TierUnavailable as exc:
                 self._skip(self.cache, exc)
+                for uid in user_ids:
+                    self._queue(uid, None)
 
     async def delete(self, user_id: str) -> bool:
         removed = await self._write("delete", user_id)
+        self._confirmed.pop(user_id, None)
         await self._cache_drop(user_id)
         return removed
 
@@ -219,19 +277,69 @@ class Hierarchy:
             await self.primary.touch(user_id, when)
 
     async def _cache_set(self, record: TokenRecord, fill: bool = False) -> None:
-        if self.cache is not None:
-            try:
-                # A fill after a read must not replace what a concurrent write cached.
-                await (self.cache.fill if fill else self.cache.put)(record)
+        if self.cache is None:
+            return
+        if fill:
+            try:  # a fill after a read must not replace what a concurrent write cached
+                await self.cache.fill(record)
             except TierUnavailable as exc:
                 self._skip(self.cache, exc)
+            return
+        await self._cache_write(record.user_id, record)
 
     async def _cache_drop(self, user_id: str) -> None:
         if self.cache is not None:
-            try:
+            await self._cache_write(user_id, None)
+
+    async def _cache_write(self, user_id: str, record: TokenRecord | None) -> None:
+        """Replace the cached entry (``None``: a tombstone) and tell every replica; if the cache
+        cannot take it now, queue it and keep retrying until it does."""
+        self._unsent.pop(user_id, None)  # this write supersedes a queued one
+        try:
+            if record is None:
                 await self.cache.delete(user_id)
-            except TierUnavailable as exc:
-                self._skip(self.cache, exc)
+            else:
+                await self.cache.put(record)
+        except TierUnavailable as exc:
+            self._skip(self.cache, exc)
+            self._queue(user_id, record)
+
+    def _queue(self, user_id: str, record: TokenRecord | None) -> None:
+        self._unsent[user_id] = record
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_forever())
+
+    @property
+    def unsent(self) -> int:
+        """Cache updates (tombstones, new versions) queued because the cache did not take them."""
+        return len(self._unsent)
+
+    async def flush_cache(self) -> int:
+        """Send the queued cache updates; returns how many are still queued."""
+        for uid, record in list(self._unsent.items()):
+            try:
+                if record is None:
+                    await self.cache.delete(uid)
+                else:
+                    await self.cache.put(record)
+            except TierUnavailable:
+                break
+            if uid in self._unsent and self._unsent[uid] is record:
+                del self._unsent[uid]
+        return len(self._unsent)
+
+    async def _flush_forever(self) -> None:
+        delay = 0.2
+        while self._unsent:
+            await asyncio.sleep(delay)
+            if await self.flush_cache():
+                delay = min(delay * 2, 2.0)
+            else:
+                log.info("queued cache updates delivered to %s", self.cache.name)
 
     def on_invalidate(self, callback) -> None:
         """Call ``callback(user_id)`` when another process changes a user (``None``: anyone)."""
@@ -297,6 +405,18 @@ class Hierarchy:
         return out
 
     async def close(self) -> None:
+        task, self._flusher = self._flusher, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._unsent:
+            with contextlib.suppress(Exception):
+                await self.flush_cache()  # one last try (instant while the cache is known down)
+            if self._unsent:
+                log.warning("%d cache changes (tombstones, new versions) did not reach %s; other processes stop "
+                            "trusting their cached copies within %gs", len(self._unsent), self.cache.name,
+                            self.confirm_every)
         for tier in self.tiers:
             with contextlib.suppress(Exception):
                 await tier.close()

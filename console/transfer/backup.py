@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import NotLoggedIn, UsageError
+from ..users import shown
 from .files import check_target, write_private
 from .payload import AUTHOR_FIELDS, PAYLOAD_FIELDS, RECORD_FIELDS, encode_payload
 from .progress import Progress, bulk, noop
@@ -94,7 +95,7 @@ async def backup(service: "AuthService", path: str | Path, passphrase: str | Non
         progress("read", 0, 0)
         columns, source = await _read_rows(service, users)
         count = len(columns["user_id"])
-        missing = sorted(set(users or ()) - set(columns["user_id"]))
+        _refuse_missing(users, columns["user_id"])
         progress("read", count, count)
         now = service.clock.now()
         payload = encode_payload(columns, source, now)
@@ -110,7 +111,17 @@ async def backup(service: "AuthService", path: str | Path, passphrase: str | Non
     await service.record_event("backup", "*", True, f"{count} users to {target.name} (portable, "
                          f"{describe_kdf(params)})")
     return BackupSummary(str(target), count, "portable", len(data), describe_kdf(params),
-                         time.monotonic() - started, missing)
+                         time.monotonic() - started)
+
+
+def _refuse_missing(asked: list[str] | None, found: list[str]) -> None:
+    """``backup --user U``: a user who is not stored stops the backup before a byte is written."""
+    missing = sorted(set(asked or ()) - set(found))
+    if missing:
+        names = ", ".join(f"'{shown(uid, 40)}'" for uid in missing[:5]) + (", …" if len(missing) > 5 else "")
+        which = "user " + names + " is" if len(missing) == 1 else f"users {names} are"
+        raise NotLoggedIn(f"{which} not stored, so nothing was backed up",
+                          hint="list the stored users with: claude-console users")
 
 
 async def _backup_sql(service: "AuthService", target: Path, users: list[str] | None,
@@ -122,6 +133,8 @@ async def _backup_sql(service: "AuthService", target: Path, users: list[str] | N
                          f"{primary.name} tier", hint="set DATABASE_URL, or make a portable backup "
                                                       "(without --format sql)")
     progress("read", 0, 0)
+    if users:
+        _refuse_missing(users, [r.user_id for r in await primary.list(secrets=False)])
     columns, data, count = await dump(users=sorted(set(users)) if users else None,
                                       exclude=("refresh_claimed_until", "refresh_claimed_by"))
     key_ids = primary.keyring.key_ids

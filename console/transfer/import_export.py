@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotLoggedIn, StaleWrite, UsageError
-from ..tokens import TokenRecord, parse_expires_at
+from ..tokens import BadValue, TokenRecord, check_values, parse_expires_at
+from ..users import fix_command, shown
 from .files import check_target, load_json, write_private
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,14 +42,20 @@ def record_from_token_data(user_id: str, data: dict[str, Any], where: str) -> To
     try:
         expires_at = parse_expires_at(expires) if expires is not None else 0.0
     except (TypeError, ValueError):
-        raise UsageError(f"{where}: expiresAt {expires!r} is not a time in seconds or milliseconds") from None
+        raise UsageError(f"{where}: expiresAt {shown(repr(expires), 40)} is not a time in seconds or "
+                         "milliseconds; nothing was imported") from None
     scopes = get("scopes", "scope") or []
     if isinstance(scopes, str):
         scopes = scopes.split()
     subscription = get("subscriptionType", "subscription_type")
-    return TokenRecord(user_id=user_id, access_token=access, refresh_token=refresh if isinstance(refresh, str) else None,
-                       expires_at=expires_at, scopes=[str(s) for s in scopes],
-                       subscription_type=str(subscription) if subscription else None)
+    values = {"access_token": access, "refresh_token": refresh, "expires_at": expires_at, "scopes": scopes,
+              "subscription_type": subscription}
+    try:
+        check_values(values)
+    except BadValue as exc:
+        raise UsageError(f"{where}: {exc}; nothing was imported",
+                         hint="give a token file written by Claude Code or claude-console export") from None
+    return TokenRecord(user_id=user_id, **values)
 
 
 def read_import(kind: str, path: str | None, user_id: str, env: dict[str, str] | None = None
@@ -115,7 +122,7 @@ async def import_tokens(service: "AuthService", kind: str, path: str | None = No
             return ImportResult(stored, kind, origin, changed=False)
         if stored is not None and not force and not stored.needs_login \
                 and stored.expires_at > record.expires_at:
-            raise UsageError(f"user {uid!r} already has a token that expires later than the one in {origin}; "
+            raise UsageError(f"user '{shown(uid)}' already has a token that expires later than the one in {origin}; "
                              "nothing was changed", hint="pass --force to replace it anyway")
         now = service.clock.now()
         fresh = record.evolve(created_at=stored.created_at if stored else now,
@@ -125,7 +132,7 @@ async def import_tokens(service: "AuthService", kind: str, path: str | None = No
             saved = await service.store_record(fresh, expected_version=stored.version if stored else 0,
                                                action="import", detail=f"from {kind} ({origin})")
         except StaleWrite as exc:
-            raise StaleWrite(f"user {uid!r} changed while importing; nothing was replaced",
+            raise StaleWrite(f"user '{shown(uid)}' changed while importing; nothing was replaced",
                              hint="run the import again") from exc
     return ImportResult(saved, kind, origin, changed=True)
 
@@ -146,8 +153,8 @@ async def export_tokens(service: "AuthService", path: str | Path, user_id: str |
     target = check_target(path, force)
     record = await service.get_record(uid)
     if record is None:
-        raise NotLoggedIn(f"user {uid!r} is not logged in, so there is nothing to export",
-                          hint=f"run: claude-console login --user {uid}")
+        raise NotLoggedIn(f"user '{shown(uid)}' is not logged in, so there is nothing to export",
+                          hint=f"run: {fix_command('login', uid)}")
     text = json.dumps(token_file_data(record), indent=2) + "\n"
     await asyncio.to_thread(write_private, target, text.encode())
     await service.record_event("export", uid, True, f"to {target.name}")

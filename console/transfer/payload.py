@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import BackupCorrupt
-from ..tokens import TokenRecord
+from ..tokens import EARLIEST, LATEST, TEXT_MAX, TokenRecord, check_columns
+from ..users import _CONTROL, USER_ID_MAX, user_id_problem
 from .progress import bulk
 
 PAYLOAD_KIND = "claude-console-backup"
@@ -38,6 +39,8 @@ class BackupContents:
     source: str
     records: list[TokenRecord]
     authors: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # Rows refused as they were read: (the id as stored, possibly not text; what is wrong).
+    refused: list[tuple[Any, str]] = field(default_factory=list)
 
     @property
     def users(self) -> list[str]:
@@ -59,7 +62,7 @@ def decode_payload(payload: bytes, where: str, header: dict[str, Any]) -> Backup
     with bulk():
         try:
             doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise damaged("not JSON") from None
         if not isinstance(doc, dict) or doc.get("kind") != PAYLOAD_KIND:
             raise damaged("not a token list")
@@ -71,10 +74,15 @@ def decode_payload(payload: bytes, where: str, header: dict[str, Any]) -> Backup
         if any(not isinstance(c, list) or len(c) != count for c in cols):
             raise damaged("its columns have different lengths")
         by_name = dict(zip(names, cols))
-        uids, access = by_name["user_id"], by_name["access_token"]
-        for row, (uid, token) in enumerate(zip(uids, access)):
-            if not isinstance(uid, str) or not uid or not isinstance(token, str) or not token:
-                raise damaged(f"row {row + 1} has no user or no access token")
+        refused = _refused_rows(by_name, count)
+        if refused:  # refused per user (the plan shows them); the others restore as usual
+            keep = [i for i in range(count) if i not in refused]
+            refused_ids = [(by_name["user_id"][i], why) for i, why in sorted(refused.items())]
+            by_name = {name: [col[i] for i in keep] for name, col in by_name.items()}
+            count = len(keep)
+        else:
+            refused_ids = []
+        uids = by_name["user_id"]
         if len(set(uids)) != count:
             raise damaged("a user appears twice")
         try:
@@ -97,5 +105,40 @@ def decode_payload(payload: bytes, where: str, header: dict[str, Any]) -> Backup
         authors: dict[str, tuple[str | None, str | None]] = {}
         if created is not None or updated is not None:
             authors = dict(zip(uids, zip(created or [None] * count, updated or [None] * count)))
-    return BackupContents(path=where, header=header, created_at=float(doc.get("created_at") or 0),
-                          source=str(doc.get("source") or "?"), records=records, authors=authors)
+    created_at = doc.get("created_at")
+    if type(created_at) not in (int, float) or not EARLIEST <= created_at <= LATEST:
+        created_at = 0.0   # unknown: the plan then leaves out "made ..."
+    source = doc.get("source")
+    return BackupContents(path=where, header=header, created_at=float(created_at),
+                          source=source if isinstance(source, str) and len(source) <= 40 else "?",
+                          records=records, authors=authors,
+                          refused=refused_ids)
+
+
+def _ids_ok(uids: list) -> bool:
+    """Every id good, judged at C speed; False means "look id by id"."""
+    if not set(map(type, uids)) <= {str} or min(map(len, uids), default=1) < 1 \
+            or max(map(len, uids), default=0) > USER_ID_MAX:
+        return False
+    joined = "\n".join(uids)
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return _CONTROL.search(joined.replace("\n", "")) is None
+
+
+def _refused_rows(by_name: dict[str, list], count: int) -> dict[int, str]:
+    """``{row: why}`` for rows whose user id breaks the rule (``users``) or whose values are
+    out of type or range (``tokens.check_values``, the field named)."""
+    uids = by_name["user_id"]
+    refused = {} if _ids_ok(uids) else {i: f"user id {problem}" for i, uid in enumerate(uids)
+                                        if (problem := user_id_problem(uid)) is not None}
+    for name in AUTHOR_FIELDS:
+        for i, value in enumerate(by_name.get(name) or ()):
+            if i not in refused and value is not None and (type(value) is not str or len(value) > TEXT_MAX):
+                refused[i] = f"{name} is not text of at most {TEXT_MAX} characters"
+    values = {name: col for name, col in by_name.items() if name in RECORD_FIELDS and name != "user_id"}
+    for i, why in check_columns(values, count).items():
+        refused.setdefault(i, why)
+    return refused

@@ -16,7 +16,9 @@ def noop(stage: str, done: int, total: int) -> None:
 
 def users_text(n: int) -> str:
     """``1 user``, ``2 users``: for the faces' one-line results."""
-    return f"{n} user" if n == 1 else f"{n} users"
+    from ..tokens import count_text
+
+    return count_text(n, "user")
 
 
 @contextlib.contextmanager

@@ -9,7 +9,9 @@ twice changes nothing. Each user in the backup is:
 * ``newer``: the stored row is newer: kept unless ``--overwrite always``;
 * ``conflict``: same ``updated_at`` but another expiry, or another Claude account: kept
   unless ``--overwrite always``;
-* ``same``: nothing to do.
+* ``same``: nothing to do;
+* ``invalid``: its user id breaks the rule (``users``) or a value is out of type or range
+  (``tokens.check_values``): refused, named with the reason; the other users are written.
 
 Whatever the mode, a row that changes after the plan was made (a refresh landing during the
 restore) is never overwritten: every write is a compare-and-swap on the version the plan saw.
@@ -25,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..errors import StorageError, UsageError
+from ..errors import BackupError, StorageError, UsageError
 from ..store.base import AuditEvent
 from ..tokens import TokenRecord
-from .files import check_source
+from ..users import USER_ID_MAX, shown
+from .files import check_source, size_text
 from .payload import BackupContents, decode_payload
 from .progress import Progress, bulk, noop
 from .sealed import open_sealed
@@ -40,6 +43,7 @@ OVERWRITE_MODES = ("newer", "always", "never")
 BATCH = 5000   # users per transaction when restoring into PostgreSQL
 IN_FLIGHT = 2  # batches written at once (each its own transaction and connection)
 
+MAX_BACKUP_BYTES = 2 * 1000 ** 3   # ~500 bytes a user: room for 4 million, refused before reading
 _SAME_TIME = 0.0005   # seconds: timestamps round-trip through PostgreSQL at microseconds
 
 
@@ -50,6 +54,10 @@ async def open_backup(path: str | Path, passphrase: str, *, allow_weak_kdf: bool
     source = check_source(path)
     where = str(path)
     try:
+        size = source.stat().st_size
+        if size > MAX_BACKUP_BYTES:
+            raise BackupError(f"{where} is {size_text(size)}, larger than the 2 GB a backup may be; "
+                              "nothing was restored", hint="give the file that `claude-console backup` wrote")
         data = await asyncio.to_thread(source.read_bytes)
     except OSError as exc:
         raise StorageError(f"cannot read {where}: {exc.strerror or exc}") from None
@@ -94,7 +102,7 @@ class RestorePlan:
     tier: str = ""
 
     def counts(self) -> dict[str, int]:
-        out = {k: 0 for k in ("new", "older", "newer", "conflict", "same")}
+        out = {k: 0 for k in ("new", "older", "newer", "conflict", "same", "invalid")}
         for change in self.changes:
             out[change.kind] += 1
         return out
@@ -102,6 +110,11 @@ class RestorePlan:
     @property
     def to_write(self) -> list[Change]:
         return [c for c in self.changes if c.writes]
+
+    @property
+    def refused(self) -> list[Change]:
+        """Users the backup holds but this console will not write (an invalid id or value)."""
+        return [c for c in self.changes if c.action == "refuse"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "overwrite": self.overwrite, "tier": self.tier, "counts": self.counts(),
@@ -145,13 +158,17 @@ async def plan_restore(service: "AuthService", contents: BackupContents, *, user
         raise StorageError(f"the {primary.name} tier cannot take a restore", hint="use the file or PostgreSQL store")
     chosen = contents.records
     missing: list[str] = []
+    wanted: set = set(users or ())
     if users:
-        wanted = set(users)
         chosen = [r for r in contents.records if r.user_id in wanted]
         missing = sorted(wanted - {r.user_id for r in chosen})
     with bulk():
         stored = {r.user_id: r for r in await primary.list(secrets=False)}
         changes = [classify(r, stored.get(r.user_id), overwrite) for r in chosen]
+    for uid, why in contents.refused:   # invalid ids or values: refused per user, never written
+        if users and uid not in wanted:
+            continue
+        changes.append(Change(shown(uid, USER_ID_MAX + 44), "invalid", "refuse", 0.0, reason=why))
     changes.sort(key=lambda c: c.user_id)
     return RestorePlan(path=contents.path, overwrite=overwrite, changes=changes,
                        records={r.user_id: r for r in chosen}, authors=contents.authors, missing=missing,
@@ -164,12 +181,13 @@ class RestoreResult:
     changed_meanwhile: list[str] = field(default_factory=list)  # kept: a newer write landed first
     kept: int = 0
     unchanged: int = 0
+    refused: int = 0   # invalid ids or values in the backup: never written
     batches: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"written": len(self.written), "changed_meanwhile": self.changed_meanwhile, "kept": self.kept,
-                "unchanged": self.unchanged, "batches": self.batches, "seconds": round(self.seconds, 3)}
+                "unchanged": self.unchanged, "refused": self.refused, "batches": self.batches, "seconds": round(self.seconds, 3)}
 
 
 def _batches(items: list, size: int) -> Iterable[list]:
@@ -185,7 +203,8 @@ async def apply_restore(service: "AuthService", plan: RestorePlan, *, batch_size
     store = service.store
     todo = plan.to_write
     result = RestoreResult(kept=sum(1 for c in plan.changes if c.action == "keep"),
-                           unchanged=sum(1 for c in plan.changes if c.action == "none"))
+                           unchanged=sum(1 for c in plan.changes if c.action == "none"),
+                           refused=len(plan.refused))
     one_file = store.primary.REWRITES_WHOLE   # one rewrite of the whole file is its cheapest batch
     size = batch_size or (len(todo) or 1 if one_file else BATCH)
     where = Path(plan.path).name

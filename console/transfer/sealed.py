@@ -34,6 +34,11 @@ KDFS = {"scrypt": SCRYPT, "argon2id": ARGON2ID}
 # Refused unless allow_weak_kdf (tests only): a backup is only as strong as this.
 _MIN = {"scrypt": {"n": 2 ** 17, "r": 8, "p": 1}, "argon2id": {"memory_kib": 64 * 1024, "iterations": 3, "lanes": 1}}
 MAX_KDF_MEMORY = 1024 * 1024 * 1024  # a hostile header must not make us allocate more
+# Nor make us work for minutes: memory x passes at most 2 GiB (argon2id 256 MiB t=8, 1 GiB t=2;
+# the defaults are 64 MiB t=3 and scrypt's 128 MiB), at most 16 passes and 64 lanes.
+MAX_KDF_WORK = 2 * 1024 * 1024 * 1024
+MAX_ITERATIONS, MAX_LANES = 16, 64
+MAX_HEADER_DEPTH = 4                 # the header is {"kdf": {...}, ...}: two levels are used
 MIN_PASSPHRASE = 8
 
 
@@ -54,14 +59,16 @@ def _unb64(text: Any, what: str, where: str) -> bytes:
 
 def check_kdf(kdf: dict[str, Any], where: str, *, allow_weak: bool = False) -> dict[str, Any]:
     """The header's KDF parameters, checked: known, not below the minimum, not absurdly large."""
-    if not isinstance(kdf, dict) or kdf.get("name") not in _MIN:
-        name = kdf.get("name") if isinstance(kdf, dict) else None
-        raise BackupError(f"{where} uses the key derivation {name!r}, which this console does not know",
-                          hint="restore it with the claude-console version that wrote it")
+    if not isinstance(kdf, dict) or not kdf.get("name"):
+        raise BackupCorrupt(f"{where} is damaged: its header names no key derivation",
+                            hint="use another copy of the backup")
+    if kdf["name"] not in _MIN:
+        raise BackupError(f"{where} uses the key derivation '{_said(kdf['name'])}', which this console "
+                          "does not know", hint="restore it with the claude-console version that wrote it")
     name = kdf["name"]
     try:
         params = {k: int(kdf[k]) for k in _MIN[name]}
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise BackupCorrupt(f"{where} is damaged: its {name} parameters are incomplete",
                             hint="use another copy of the backup") from None
     if any(v < 1 for v in params.values()):
@@ -70,14 +77,15 @@ def check_kdf(kdf: dict[str, Any], where: str, *, allow_weak: bool = False) -> d
         n, r = params["n"], params["r"]
         if n & (n - 1):
             raise BackupCorrupt(f"{where} is damaged: scrypt n={n} is not a power of two")
-        memory = 128 * r * n * params["p"]
+        memory = work = 128 * r * n * params["p"]
     else:
         memory = params["memory_kib"] * 1024
-        if params["iterations"] > 64 or params["lanes"] > 64:
-            memory = MAX_KDF_MEMORY + 1
-    if memory > MAX_KDF_MEMORY:
-        raise BackupError(f"{where} asks for a key derivation above the 1 GiB this console allows "
-                          f"({describe_kdf({'name': name, **params})})",
+        work = memory * params["iterations"]
+        if params["iterations"] > MAX_ITERATIONS or params["lanes"] > MAX_LANES:
+            work = MAX_KDF_WORK + 1
+    if memory > MAX_KDF_MEMORY or work > MAX_KDF_WORK:
+        raise BackupError(f"{where} asks for a key derivation beyond what this console allows "
+                          f"({describe_kdf({'name': name, **params})}; at most 1 GiB, and 2 GiB x passes)",
                           hint="it was not written by claude-console; do not trust it")
     weak = [k for k, floor in _MIN[name].items() if params[k] < floor]
     if weak and not allow_weak:
@@ -86,6 +94,27 @@ def check_kdf(kdf: dict[str, Any], where: str, *, allow_weak: bool = False) -> d
                           f"{describe_kdf({'name': name, **_MIN[name]})})",
                           hint="it was not written by this console's backup; do not trust it")
     return {"name": name, **params}
+
+
+def _said(value: Any) -> str:
+    """A value from a header, fit for a message (short, no control characters)."""
+    from ..users import shown
+
+    return shown(value, 40)
+
+
+def _depth(text: bytes) -> int:
+    """How deeply JSON ``text`` nests, found without parsing it (strings skipped)."""
+    import re
+
+    depth = deepest = 0
+    for bracket in re.sub(rb'"(?:[^"\\]|\\.)*"', b'""', text).translate(None, _NOT_BRACKETS):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def describe_kdf(kdf: dict[str, Any]) -> str:
@@ -157,9 +186,13 @@ def read_header(data: bytes, where: str) -> tuple[dict[str, Any], bytes, bytes]:
     if len(data) < end + 16:
         raise BackupCorrupt(f"{where} is truncated ({len(data)} bytes); nothing was restored",
                             hint="use another copy of the backup")
+    head = data[_PREFIX.size:end]
+    if _depth(head) > MAX_HEADER_DEPTH:
+        raise BackupCorrupt(f"{where} is damaged: its header nests deeper than a backup header does; "
+                            "nothing was restored", hint="use another copy of the backup")
     try:
-        header = json.loads(data[_PREFIX.size:end])
-    except (ValueError, UnicodeDecodeError):
+        header = json.loads(head)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BackupCorrupt(f"{where} is damaged: its header is not readable; nothing was restored",
                             hint="use another copy of the backup") from None
     if not isinstance(header, dict) or header.get("cipher") != "AES-256-GCM":

@@ -30,7 +30,7 @@ from textual.strip import Strip
 
 from ..tokens import DEFAULT_REFRESH_BUFFER, Status, TokenRecord, format_duration, token_status
 from ..users import shown
-from .status_badge import LABEL_WIDTH, LONG_LIVED_LABEL, status_label
+from .status_badge import HELD_LABEL, LABEL_WIDTH, LONG_LIVED_LABEL, status_label
 
 
 @dataclass(frozen=True)
@@ -41,36 +41,45 @@ class Column:
     minimum: int
     ideal: int          # 0: takes whatever width is left
     right: bool = False
+    comfortable: int = 0   # below this the column is hard to read: drop a less useful one first
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("user", "USER", "USER", 8, 18),
-    Column("email", "ACCOUNT", "ACCOUNT", 10, 28),
+    Column("user", "USER", "USER", 8, 18, comfortable=14),
+    Column("email", "ACCOUNT", "ACCOUNT", 10, 28, comfortable=22),
     Column("status", "STATUS", "STATUS", LABEL_WIDTH, LABEL_WIDTH),
     Column("expires", "EXPIRES IN", "EXPIRES", 8, 11, right=True),
-    Column("last_used", "LAST USED", "USED", 8, 10, right=True),
+    Column("last_used", "LAST USED", "USED", 8, 10, right=True, comfortable=9),
     Column("refreshes", "REFRESHES", "REFR", 4, 10, right=True),
     Column("source", "SOURCE", "SRC", 6, 8),
-    Column("scopes", "SCOPES", "SCOPES", 6, 0),
+    Column("scopes", "SCOPES", "SCOPES", 6, 0, comfortable=24),
 )
 SORT_KEYS: tuple[str, ...] = tuple(c.key for c in COLUMNS)
-_DROP_ORDER = ("scopes", "source", "refreshes", "last_used")   # first to go when too narrow
+ALWAYS_SHOWN = frozenset({"user", "status"})   # the operator's reason to look at the board
+# Least useful first: the columns that go when the board is too narrow for them all.
+_DROP_ORDER = ("scopes", "source", "refreshes", "last_used", "email", "expires")
 _GROW_ORDER = ("email", "user", "expires", "last_used", "refreshes", "source")
 
 
-def layout_columns(width: int) -> list[tuple[Column, int]]:
-    """Column widths for a board ``width`` cells wide (one gap cell before each column)."""
-    cols = list(COLUMNS)
+def layout_columns(width: int, hidden: Iterable[str] = ()) -> list[tuple[Column, int]]:
+    """Column widths for a board ``width`` cells wide (one gap cell before each column).
+
+    Columns the operator hid are left out; then, while the rest would be cramped, the least
+    useful go (``_DROP_ORDER``); the user and status columns always stay.
+    """
+    hidden = set(hidden) - ALWAYS_SHOWN
+    cols = [c for c in COLUMNS if c.key not in hidden]
 
     def need(chosen: list[Column]) -> int:
-        return sum(c.minimum for c in chosen) + len(chosen)
+        return sum(max(c.minimum, c.comfortable or c.minimum) for c in chosen) + len(chosen)
 
     for key in _DROP_ORDER:
         if need(cols) <= width:
             break
         cols = [c for c in cols if c.key != key]
-    widths = {c.key: c.minimum for c in cols}
-    spare = width - need(cols)
+    roomy = need(cols) <= width
+    widths = {c.key: max(c.minimum, c.comfortable) if roomy else c.minimum for c in cols}
+    spare = width - sum(widths.values()) - len(cols)
     growable = [c for key in _GROW_ORDER for c in cols if c.key == key]
     while spare > 0 and growable:
         for col in list(growable):
@@ -81,7 +90,8 @@ def layout_columns(width: int) -> list[tuple[Column, int]]:
                 continue
             widths[col.key] += 1
             spare -= 1
-    flex = next((c for c in cols if c.ideal == 0), None) or cols[min(1, len(cols) - 1)]
+    flex = next((c for c in cols if c.ideal == 0), None) \
+        or next((c for key in ("email", "user") for c in cols if c.key == key))
     widths[flex.key] += max(0, spare)
     return [(c, widths[c.key]) for c in cols]
 
@@ -148,7 +158,7 @@ def _sort_key(key: str, records: dict[str, TokenRecord], status: dict[str, Statu
 def _same(a: TokenRecord, b: TokenRecord) -> bool:
     """Nothing the board shows differs (a token change always bumps the version)."""
     return (a.version == b.version and a.expires_at == b.expires_at and a.last_used == b.last_used
-            and a.needs_login == b.needs_login and a.refresh_count == b.refresh_count
+            and a.needs_login == b.needs_login and a.locked == b.locked and a.refresh_count == b.refresh_count
             and a.account_email == b.account_email and a.source == b.source)
 
 
@@ -269,8 +279,9 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     ]
 
     COMPONENT_CLASSES = {
-        "board--header", "board--header-sorted", "board--cursor", "board--dim",
+        "board--header", "board--header-sorted", "board--cursor", "board--dim", "board--marked",
         "board--status-active", "board--status-expiring", "board--status-expired_refreshable",
+        "board--status-expired", "board--status-needs_login", "board--status-locked",
         "board--status-expired", "board--status-needs_login", "board--status-account_disabled",
         "board--status-oauth_not_allowed",
     }
@@ -325,6 +336,9 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._anchor: str | None = None          # the user the operator put the cursor on
         self._layout: tuple[int, list[tuple[Column, int]]] | None = None
         self._lines: LRUCache[tuple, Strip] = LRUCache(1024)
+        self._hidden: frozenset[str] = frozenset()   # columns the operator chose not to see
+        self._marked: dict[str, None] = {}           # marked user ids, in marking order
+        self._held: frozenset[str] = frozenset()  # users whose new token is held locally, not stored
         self.loaded = False
 
     # -- reading -----------------------------------------------------------------------
@@ -361,11 +375,68 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     def record(self, user_id: str) -> TokenRecord | None:
         return self._records.get(user_id)
 
+    def set_held(self, user_ids: Iterable[str]) -> None:
+        """Mark the users whose new token is held locally, not yet stored (a word on the row)."""
+        held = frozenset(user_ids)
+        if held != self._held:
+            self._held = held
+            self._lines.clear()
+            self.refresh()
+
     def status_of(self, user_id: str) -> Status | None:
         return self._status.get(user_id)
 
     def counts(self) -> dict[Status, int]:
         return dict(self._counts)
+
+    # -- columns and marks -------------------------------------------------------------
+
+    @property
+    def hidden_columns(self) -> frozenset[str]:
+        return self._hidden
+
+    def set_hidden_columns(self, keys: Iterable[str]) -> None:
+        """Hide these columns (the user and status columns cannot be hidden)."""
+        hidden = frozenset(keys) - ALWAYS_SHOWN
+        unknown = hidden - set(SORT_KEYS)
+        if unknown:
+            raise ValueError(f"unknown column {sorted(unknown)[0]!r}; one of {', '.join(SORT_KEYS)}")
+        if hidden != self._hidden:
+            self._hidden = hidden
+            self._layout = None
+            self._lines.clear()
+            self.refresh()
+
+    def shown_columns(self) -> list[str]:
+        return [column.key for column, _ in self._columns()]
+
+    @property
+    def marked(self) -> list[str]:
+        """The marked users still on the board, in the order they were marked."""
+        return list(self._marked)
+
+    def toggle_mark(self) -> None:
+        """Mark or unmark the cursor's row, then move down (space, space, space marks a run)."""
+        uid = self.selected_user_id
+        if uid is None:
+            return
+        if uid in self._marked:
+            del self._marked[uid]
+        else:
+            self._marked[uid] = None
+        self._lines.clear()
+        self._move_cursor(self._cursor + 1)
+        self.refresh()
+        self.post_message(self.ViewChanged(self, len(self._view), len(self._records)))
+
+    def clear_marks(self) -> bool:
+        if not self._marked:
+            return False
+        self._marked.clear()
+        self._lines.clear()
+        self.refresh()
+        self.post_message(self.ViewChanged(self, len(self._view), len(self._records)))
+        return True
 
     # -- changing the data -------------------------------------------------------------
 
@@ -469,6 +540,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         for uid in removed:
             counts[status.pop(uid)] -= 1
             del records[uid], text[uid], keys[uid]
+            self._marked.pop(uid, None)
         edges: list[tuple[float, int, str, TokenRecord]] = []
         for record in changed:
             uid = record.user_id
@@ -762,7 +834,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     def _columns(self) -> list[tuple[Column, int]]:
         width = self.scrollable_content_region.width
         if self._layout is None or self._layout[0] != width:
-            self._layout = (width, layout_columns(max(0, width - 1)))
+            self._layout = (width, layout_columns(max(0, width - 1), self._hidden))
         return self._layout[1]
 
     def notify_style_update(self) -> None:
@@ -784,10 +856,11 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         record = self._records[uid]
         now = self._clock()
         # A row looks the same for a whole second: draw it once (scrolling, typing a filter).
-        key = (uid, id(record), index == self._cursor, int(now), width)
+        marked = uid in self._marked
+        key = (uid, id(record), index == self._cursor, int(now), width, marked)
         strip = self._lines.get(key)
         if strip is None:
-            strip = self._row_strip(record, now, index == self._cursor, width, base)
+            strip = self._row_strip(record, now, index == self._cursor, width, base, marked)
             self._lines[key] = strip
         return strip
 
@@ -812,17 +885,21 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             segments.append(Segment(" ", header))
         return Strip(segments).adjust_cell_length(width, header)
 
-    def _row_strip(self, record: TokenRecord, now: float, is_cursor: bool, width: int, base: Style) -> Strip:
+    def _row_strip(self, record: TokenRecord, now: float, is_cursor: bool, width: int, base: Style,
+                   marked: bool = False) -> Strip:
         status = token_status(record, now, self._buffer)
         row_style = base
         dim = base + self.get_component_rich_style("board--dim")
+        if marked:
+            row_style = base + self.get_component_rich_style("board--marked")
+            dim = row_style
         if is_cursor:
             row_style = base + self.get_component_rich_style("board--cursor")
             dim = row_style
         status_style = base + self.get_component_rich_style(f"board--status-{status.value}")
         if is_cursor:
             status_style = status_style + self.get_component_rich_style("board--cursor")
-        segments = [Segment(" ", row_style)]
+        segments = [Segment("●" if marked else " ", row_style)]
         for column, col_width in self._columns():
             key = column.key
             style = row_style
@@ -835,6 +912,11 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 text, style = status_label(status), status_style
                 if status is Status.ACTIVE and record.long_lived:
                     text = LONG_LIVED_LABEL
+                if record.user_id in self._held:  # a word in the column that never drops, not only a colour
+                    text = HELD_LABEL
+                    style = base + self.get_component_rich_style("board--status-expiring")
+                    if is_cursor:
+                        style = style + self.get_component_rich_style("board--cursor")
             elif key == "expires":
                 text = format_duration(record.expires_at - now) if record.expires_at else "—"
             elif key == "last_used":

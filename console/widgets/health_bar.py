@@ -17,6 +17,7 @@ SLOTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("key", ("key",)),
 )
 STATE_WORDS = {"up": "up", "down": "DOWN", "not configured": "off"}
+MAX_LINES = 2   # the header never takes a third line: it says less instead
 
 
 def tier_states(health) -> list[tuple[str, str, str]]:
@@ -33,6 +34,8 @@ class HealthBar(Widget):
     """``database off  redis off  file up  env up  key off │ 3 users: 2 ✓ active …``.
 
     Wraps between items, never inside one, so a status word is never split over two lines.
+    Where two lines are not enough it says less: the tiers that are off become one count,
+    then the statuses keep their mark and lose their word (the tooltip has everything).
     """
 
     DEFAULT_CSS = "HealthBar { height: auto; }"
@@ -41,6 +44,7 @@ class HealthBar(Widget):
         "health-bar--health-up", "health-bar--health-down", "health-bar--health-off",
         "health-bar--status-active", "health-bar--status-expiring",
         "health-bar--status-expired_refreshable", "health-bar--status-expired",
+        "health-bar--status-needs_login", "health-bar--status-locked",
         "health-bar--status-needs_login", "health-bar--status-account_disabled",
         "health-bar--status-oauth_not_allowed",
     }
@@ -59,15 +63,20 @@ class HealthBar(Widget):
                                  for slot, state, detail in self.states)
         self.refresh(layout=True)
 
-    def items(self) -> list[tuple[str, Text]]:
-        """``[(separator, item)]`` in reading order."""
+    def items(self, brief: int = 0) -> list[tuple[str, Text]]:
+        """``[(separator, item)]`` in reading order; ``brief`` 1 and 2 say less (see the class)."""
         if not self.checked:
             return [("", Text("storage: checking…"))]
         out: list[tuple[str, Text]] = []
+        off = [slot for slot, state, _ in self.states if state not in ("up", "down")] if brief else []
         for slot, state, _ in self.states:
+            if slot in off:
+                continue
             style = {"up": "health-up", "down": "health-down"}.get(state, "health-off")
             item = Text.assemble((f"{slot} ", "bold"), (STATE_WORDS.get(state, state), self._style(style)))
             out.append(("  " if out else "", item))
+        if off:
+            out.append(("  " if out else "", Text(f"{len(off)} off", style=self._style("health-off"))))
         total = sum(self.counts.values())
         out.append(("  │ ", Text(f"{total} user{'s' if total != 1 else ''}" + (":" if total else ""),
                                  style="bold")))
@@ -75,14 +84,23 @@ class HealthBar(Widget):
         for status in sorted(self.counts, key=lambda s: s.urgency):
             n = self.counts[status]
             if n:
+                label = status_label(status).split(" ", 1)[0] if brief > 1 else status_label(status)
                 out.append((" " if first else " · ",
-                            Text(f"{n} {status_label(status)}", style=self._style(f"status-{status.value}"))))
+                            Text(f"{n} {label}", style=self._style(f"status-{status.value}"))))
                 first = False
         return out
 
     def lines(self, width: int) -> list[Text]:
+        for brief in range(3):
+            lines = self._wrapped(self.items(brief), width)
+            if len(lines) <= MAX_LINES:
+                return lines
+        return lines[:MAX_LINES]
+
+    @staticmethod
+    def _wrapped(items: list[tuple[str, Text]], width: int) -> list[Text]:
         lines: list[Text] = [Text()]
-        for separator, item in self.items():
+        for separator, item in items:
             line = lines[-1]
             if line.cell_len and line.cell_len + len(separator) + item.cell_len > width:
                 lines.append(item.copy())

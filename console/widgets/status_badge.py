@@ -12,12 +12,16 @@ LABELS: dict[Status, str] = {
     Status.EXPIRED_REFRESHABLE: "↻ refresh due",
     Status.EXPIRED: "✗ expired",
     Status.NEEDS_LOGIN: "✗ needs login",
+    Status.LOCKED: "⊘ locked",
     Status.ACCOUNT_DISABLED: "✗ disabled",
     Status.OAUTH_NOT_ALLOWED: "✗ not allowed",
 }
 # An active long-lived token (setup token, never refreshed) shows this instead of "✓ active".
 LONG_LIVED_LABEL = "✓ long-lived"
-LABEL_WIDTH = max(len(label) for label in LABELS.values())
+# A user whose new token is held locally (rotated, not yet stored) shows this, whatever the status;
+# `status` and `health` name the users and why.
+HELD_LABEL = "! not stored"
+LABEL_WIDTH = max(len(label) for label in [*LABELS.values(), LONG_LIVED_LABEL, HELD_LABEL])
 
 MEANINGS: dict[Status, str] = {
     Status.ACTIVE: "valid for longer than the refresh buffer",
@@ -25,6 +29,7 @@ MEANINGS: dict[Status, str] = {
     Status.EXPIRED_REFRESHABLE: "access token expired; the refresh token can renew it",
     Status.EXPIRED: "expired and no refresh token: log in again",
     Status.NEEDS_LOGIN: "the provider rejected the refresh token: log in again",
+    Status.LOCKED: "stored under an encryption key that is not configured: add that key",
     Status.ACCOUNT_DISABLED: "Claude disabled the organization: kept, not refreshed; log in or refresh to retry",
     Status.OAUTH_NOT_ALLOWED: "Claude refuses OAuth for the organization: kept, not refreshed",
 }

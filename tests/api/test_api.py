@@ -357,7 +357,7 @@ async def test_rate_limit_buckets_are_per_client_and_refill():
 
 async def test_concurrent_status_and_refresh_share_one_refresh(live_client, emulator):
     await login_via_api(live_client, emulator, "frank")
-    emulator.state.configure(latency_ms=200)
+    emulator.state.configure(latency_ms=1000)  # all 30 calls arrive while the one refresh runs
     calls = [live_client.post(REFRESH, json={"user_id": "frank"}, headers=AUTH) for _ in range(10)]
     calls += [live_client.get(STATUS, params={"user_id": "frank"}, headers=AUTH) for _ in range(20)]
     responses = await asyncio.gather(*calls)

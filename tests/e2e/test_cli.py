@@ -531,3 +531,25 @@ def test_module_and_script_are_the_same_program(run_cli):
         script = subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30)
         module = run_cli(*args)
         assert (script.returncode, script.stdout) == (module.code, module.out), args
+
+
+def test_qr_style_flag_on_the_console_the_login_and_the_sandbox():
+    from console.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--qr-style", "sextant"]).qr_style == "sextant"
+    assert parser.parse_args(["--qr-style", "sextant", "login"]).qr_style == "sextant"
+    assert parser.parse_args(["login", "--qr-style", "half"]).qr_style == "half"
+    assert parser.parse_args(["sandbox", "--qr-style", "auto"]).qr_style == "auto"
+    assert parser.parse_args(["login"]).qr_style is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["login", "--qr-style", "braille"])
+
+
+def test_terminal_qr_in_sextants_is_a_third_shorter():
+    from console.qr import terminal_qr
+
+    url = "https://claude.com/cai/oauth/authorize?" + "x" * 360
+    half, sextant = terminal_qr(url, color=False), terminal_qr(url, color=False, style="sextant")
+    assert len(sextant) * 3 <= len(half) * 2 + 3 and any("\U0001fb00" <= ch <= "\U0001fb3b"
+                                                            for line in sextant for ch in line)

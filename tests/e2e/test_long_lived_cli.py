@@ -4,6 +4,7 @@ they read `active` (long-lived), are never refreshed, and profile calls are skip
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 def test_login_long_lived_is_a_year_without_refresh_token_and_never_refreshed(run_cli, emulator, tokens):
     start = run_cli("login", "--json", "--no-browser", "--long-lived", "--user", "ci").json()
-    assert "scope=user%3Ainference" in start["authorization_url"]
+    assert parse_qs(urlsplit(start["authorization_url"]).query)["scope"] == ["user:inference"]
     approved = emulator.approve(start["authorization_url"], email="ci@example.com")
     run_cli.secrets.add(approved["code"])
     done = run_cli("callback", approved["pasted"])

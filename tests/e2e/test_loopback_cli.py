@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -45,7 +46,7 @@ def browser(url: str) -> httpx.Response:
 def test_loopback_login_end_to_end(run_cli, emulator, tokens):
     proc, url, port = start_login(run_cli, "--user", "alice")
     try:
-        assert f"redirect_uri=http%3A%2F%2Flocalhost%3A{port}%2Fcallback" in url
+        assert parse_qs(urlsplit(url).query)["redirect_uri"] == [f"http://localhost:{port}/callback"]
         approved = emulator.approve(url, email="alice@example.com")
         assert approved["callback_url"].startswith(f"http://localhost:{port}/callback?")
         # a request with another state is refused and the listener keeps waiting

@@ -58,16 +58,21 @@ class Tmux:
             raise AssertionError(f"tmux {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
 
-    def start(self, command: str) -> None:
+    def start(self, command: str, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
         # The shell keeps the pane (and any traceback) after the app exits, for the failure report.
-        self.run("new-session", "-d", "-s", "e2e", "-x", str(WIDTH), "-y", str(HEIGHT),
+        self.run("new-session", "-d", "-s", "e2e", "-x", str(size[0]), "-y", str(size[1]),
                  f"{command}; echo; echo \"APP EXITED: $?\"; sleep 60")
 
     def keys(self, *keys: str, literal: bool = False) -> None:
-        self.run("send-keys", "-t", "e2e", *(["-l"] if literal else []), *keys)
+        # "--": a pasted code may start with "-", which tmux would read as a flag
+        self.run("send-keys", "-t", "e2e", *(["-l"] if literal else []), "--", *keys)
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "e2e", check=False)
+
+    def screen_with_colours(self) -> str:
+        """The pane with its SGR sequences (``capture-pane -e``): what a terminal would draw."""
+        return self.run("capture-pane", "-p", "-e", "-t", "e2e", check=False)
 
     def wait_for(self, predicate, what: str, timeout: float = 20.0) -> str:
         def seen() -> str | None:
@@ -168,3 +173,130 @@ def test_login_through_the_tui_in_tmux(tmp_path):
                                     for line in s.splitlines()), "the user active on the board")
     finally:
         tmux.stop(("Escape", "Escape", "q"))  # leave any screen, then quit from the board
+
+
+# -- the QR code read off the terminal ------------------------------------------------------
+
+SGR_RE = re.compile(r"\x1b\[([0-9;:]*)m")
+_BASIC = [(0, 0, 0), (205, 0, 0), (0, 205, 0), (205, 205, 0), (0, 0, 238), (205, 0, 205),
+          (0, 205, 205), (229, 229, 229), (127, 127, 127), (255, 0, 0), (0, 255, 0), (255, 255, 0),
+          (92, 92, 255), (255, 0, 255), (0, 255, 255), (255, 255, 255)]
+
+
+def _palette(n: int) -> tuple[int, int, int]:
+    """xterm's 256 colours."""
+    if n < 16:
+        return _BASIC[n]
+    if n < 232:
+        n -= 16
+        level = [0, 95, 135, 175, 215, 255]
+        return level[n // 36], level[n // 6 % 6], level[n % 6]
+    grey = 8 + 10 * (n - 232)
+    return grey, grey, grey
+
+
+def _dark(rgb) -> bool:
+    r, g, b = rgb
+    return 0.299 * r + 0.587 * g + 0.114 * b < 128
+
+
+def terminal_cells(captured: str) -> list[list[tuple[str, bool, bool]]]:
+    """``capture-pane -e`` output -> rows of (character, ink dark, background dark). The
+    terminal's default colours are light text on a dark background."""
+    rows = []
+    fg = bg = None
+    reverse = False
+    for line in captured.split("\n"):
+        row, at = [], 0
+        for match in [*SGR_RE.finditer(line), None]:
+            end = match.start() if match else len(line)
+            for ch in line[at:end]:
+                ink = _dark(fg) if fg is not None else False
+                paper = _dark(bg) if bg is not None else True
+                row.append((ch, paper, ink) if reverse else (ch, ink, paper))
+            if match is None:
+                break
+            at = match.end()
+            params = [int(p) if p.isdigit() else 0 for p in match.group(1).replace(":", ";").split(";")]
+            i = 0
+            while i < len(params):
+                p = params[i]
+                if p == 0:
+                    fg = bg = None
+                    reverse = False
+                elif p == 7:
+                    reverse = True
+                elif p == 27:
+                    reverse = False
+                elif 30 <= p <= 37 or 90 <= p <= 97:
+                    fg = _palette(p - 30 if p < 90 else p - 82)
+                elif 40 <= p <= 47 or 100 <= p <= 107:
+                    bg = _palette(p - 40 if p < 100 else p - 92)
+                elif p == 39:
+                    fg = None
+                elif p == 49:
+                    bg = None
+                elif p in (38, 48) and i + 1 < len(params):
+                    if params[i + 1] == 5 and i + 2 < len(params):
+                        color, i = _palette(params[i + 2]), i + 2
+                    elif params[i + 1] == 2 and i + 4 < len(params):
+                        color, i = tuple(params[i + 2:i + 5]), i + 4
+                    else:
+                        color = None
+                    if p == 38:
+                        fg = color
+                    else:
+                        bg = color
+                i += 1
+        rows.append(row)
+    rows = [row for row in rows if row] or [[]]
+    width = max(len(row) for row in rows)
+    return [row + [(" ", False, True)] * (width - len(row)) for row in rows]
+
+
+def _decode_pane(tmux: Tmux) -> list[str]:
+    from support.qr_pixels import cells_image, decode, with_margin  # needs zxing-cpp and pillow
+
+    return decode(cells_image(with_margin(terminal_cells(tmux.screen_with_colours()))))
+
+
+def test_login_at_80x24_by_scanning_the_code_off_the_terminal(tmp_path):
+    """The operator's usual terminal: the code is read off the screen, as a phone would."""
+    pytest.importorskip("zxingcpp")
+    binary = _tmux_binary()
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    command = shlex.quote(str(SCRIPT)) if SCRIPT.exists() else \
+        f"{shlex.quote(sys.executable)} -m console"
+    tmux = Tmux(binary, _clean_env(str(home), str(tmp)))
+    try:
+        tmux.start(f"{command} sandbox", size=(80, 24))
+        tmux.wait_for(lambda s: "SANDBOX" in s and "Login" in s, "the board of the sandbox", timeout=30)
+        tmux.keys("l")
+        tmux.wait_for(lambda s: "Log in a user" in s, "the login screen")
+        tmux.keys("C-u")
+        tmux.wait_for(lambda s: "▊  user id " in s, "the user field to empty")
+        tmux.keys("small-term", literal=True)
+        tmux.wait_for(lambda s: "▊  small-term " in s, "the typed user id")
+        tmux.keys("Enter")
+        text = tmux.wait_for(lambda s: "F4 shows" in s, "the size note")
+        assert "This terminal is 80×24" in text
+
+        tmux.keys("F4")
+        tmux.wait_for(lambda s: "Log in user" not in s and s.count("\n") >= 20, "the full-screen code")
+        time.sleep(0.3)
+        found = _decode_pane(tmux)
+        assert len(found) == 1 and URL_RE.fullmatch(found[0]), f"decoded {found!r} off:\n{tmux.screen()}"
+        url = found[0]
+        parts = urlsplit(url)
+        approved = _approve(f"{parts.scheme}://{parts.netloc}", url, "small@example.com")
+
+        tmux.keys("Escape")
+        tmux.wait_for(lambda s: "CODE#STATE" in s, "the login screen again")
+        tmux.keys(approved["pasted"], literal=True)
+        tmux.keys("Enter")
+        tmux.wait_for(lambda s: "Logged in user small-term" in s and "small@example.com" in s,
+                      "the success message")
+    finally:
+        tmux.stop(("Escape", "Escape", "q"))

@@ -163,6 +163,30 @@ def test_cai_alias_and_login_hint_pick_stable_accounts(emu, client):
     assert b["account"]["uuid"] != a1["account"]["uuid"]
 
 
+def test_the_consoles_short_authorize_url_is_read_as_a_standard_parser_reads_it(emu, client):
+    """``:`` and ``/`` unencoded in the query (RFC 3986 3.4) and a 22-character state."""
+    from console import oauth
+    from console.config import Settings
+
+    settings = Settings(authorize_url=emu.authorize_url, redirect_uri=emu.redirect_uri,
+                        client_id=DEFAULT_CLIENT_ID)
+    verifier = oauth.new_verifier()
+    state = oauth.new_state()
+    url = oauth.authorize_url(settings, state=state, challenge=oauth.challenge_for(verifier))
+    assert "redirect_uri=http://" in url and "scope=org:create_api_key+" in url
+    page = client.get(url, follow_redirects=False)
+    assert page.status_code == 302
+    location = parse_qs(urlsplit(page.headers["location"]).query)
+    assert location["state"] == [state]
+    approved = client.post("/_emulator/approve", json={"url": url}).json()
+    assert approved["pasted"] == f"{approved['code']}#{state}"
+    r = client.post("/v1/oauth/token", json={
+        "grant_type": "authorization_code", "code": approved["code"], "state": state,
+        "client_id": DEFAULT_CLIENT_ID, "redirect_uri": emu.redirect_uri, "code_verifier": verifier})
+    assert r.status_code == 200, r.text
+    assert set(r.json()["scope"].split()) == set(settings.scopes.split())
+
+
 def test_approve_endpoint_get_and_post(emu, client):
     _, challenge = pkce()
     url = emu.build_authorize_url(challenge, "st")

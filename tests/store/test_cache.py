@@ -188,14 +188,14 @@ async def test_delete_many_tombstones_and_tells_every_replica(make_tier):
     users = [f"user-{i:04d}" for i in range(2500)]      # three pipelined chunks of 1000
     for uid in users[:3] + users[-3:]:
         await a.put(record(uid, version=4))
-    await wait_for(lambda: len([u for u in heard if u]) == 6)  # the puts' own messages, first
+    await wait_for(lambda: len([u for u in heard if u]) == 6, timeout=15)  # the puts' own messages, first
     heard.clear()
     await a.delete_many(users)
     for uid in users[:3] + users[-3:]:
         assert await a.get(uid) is None
         await a.fill(record(uid, version=4))            # a reader that read before the restore
         assert await a.get(uid) is None                 # cannot put the old entry back
-    await wait_for(lambda: sorted(u for u in heard if u) == users, timeout=5)
+    await wait_for(lambda: sorted(u for u in heard if u) == users, timeout=15)
 
 
 @pytest.mark.serial  # measures time: not beside another worker's load

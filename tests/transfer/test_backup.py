@@ -21,7 +21,7 @@ import pytest
 from console import transfer
 from console.config import load_settings
 from console.crypto import generate_key
-from console.errors import BackupCorrupt, BackupError, UsageError, WrongPassphrase
+from console.errors import BackupCorrupt, BackupError, NotLoggedIn, UsageError, WrongPassphrase
 from console.service import AuthService
 from console.tokens import TokenRecord
 from console.transfer.payload import PAYLOAD_FIELDS, PAYLOAD_KIND, encode_payload
@@ -185,7 +185,7 @@ async def test_restore_is_idempotent(any_service, tmp_path):
     assert first.written == ["user00003"] and first.unchanged == 39
     versions = {r.user_id: r.version for r in await service.store.primary.list()}
     plan, second = await restore(service, target)
-    assert plan.counts() == {"new": 0, "older": 0, "newer": 0, "conflict": 0, "same": 40}
+    assert plan.counts() == {"new": 0, "older": 0, "newer": 0, "conflict": 0, "same": 40, "invalid": 0}
     assert second.written == [] and second.batches == 0
     assert {r.user_id: r.version for r in await service.store.primary.list()} == versions
 
@@ -193,9 +193,11 @@ async def test_restore_is_idempotent(any_service, tmp_path):
 async def test_backup_of_chosen_users_and_unknown_ones(file_service, tmp_path):
     await seed(file_service, make_records(5))
     target = tmp_path / "some.ccbackup"
-    summary = await transfer.backup(file_service, target, PASS, users=["user00001", "user00003", "ghost"],
-                                    kdf=WEAK)
-    assert summary.users == 2 and summary.missing == ["ghost"]
+    with pytest.raises(NotLoggedIn, match="user 'ghost' is not stored, so nothing was backed up"):
+        await transfer.backup(file_service, target, PASS, users=["user00001", "ghost"], kdf=WEAK)
+    assert not target.exists()
+    summary = await transfer.backup(file_service, target, PASS, users=["user00001", "user00003"], kdf=WEAK)
+    assert summary.users == 2 and summary.missing == []
     contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
     assert sorted(contents.users) == ["user00001", "user00003"]
     plan = await transfer.plan_restore(file_service, contents, users=["user00003", "nobody"])
@@ -253,7 +255,7 @@ async def test_dry_run_diff_and_overwrite_modes(any_service, tmp_path, mode, exp
     plan = await transfer.plan_restore(service, contents, overwrite=mode)
     assert {c.user_id: c.kind for c in plan.changes} == kinds
     assert {c.kind: c.action for c in plan.changes} == expected_actions
-    assert plan.counts() == {"new": 1, "older": 1, "newer": 1, "conflict": 1, "same": 1}
+    assert plan.counts() == {"new": 1, "older": 1, "newer": 1, "conflict": 1, "same": 1, "invalid": 0}
     conflict = next(c for c in plan.changes if c.kind == "conflict")
     assert "another Claude account" in conflict.reason
     # The plan alone wrote nothing.

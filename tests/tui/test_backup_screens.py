@@ -169,7 +169,8 @@ async def test_restore_screen_replans_when_the_mode_changes(service, tmp_path):
         row = table.get_row_at(0)
         assert row[:3] == ["user0", "stored is newer", "replace"]
         newer = await service.get_record("user0")  # times in UTC, as the CLI and the detail screen
-        assert row[3] == format_time(newer.updated_at) and row[4].endswith(" UTC")
+        assert row[3] == "the stored token is newer than the backup's"
+        assert row[4] == format_time(newer.updated_at)[:16] and len(row[5]) == 16  # UTC, to the minute
         assert (await service.get_record("user0")).access_token == "sk-ant-oat01-newer-one"
 
 
@@ -186,3 +187,51 @@ async def test_both_screens_from_the_command_palette(service):
             await wait_until(pilot, lambda: isinstance(app.screen, screen_type), what=words)
             await pilot.press("escape")
             await wait_until(pilot, lambda: isinstance(app.screen, BoardScreen), what="the board")
+
+
+def _in_view(app, widget) -> bool:
+    region = widget.region
+    return region.height > 0 and region.y >= 0 and region.bottom <= app.size.height
+
+
+async def test_backup_screen_at_80x24_starts_on_the_passphrase_and_shows_everything(service, tmp_path):
+    await seed(service, 2)
+    app = ConsoleApp(service, refresh_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = BackupScreen(str(tmp_path / "small.ccbackup"), kdf=WEAK)
+        await open_screen(pilot, screen)
+        assert screen.query_one("#backup-passphrase", Input).has_focus
+        assert not screen.query_one("#backup-progress").display        # no bar before work
+        for selector in ("#backup-path", "#backup-passphrase", "#backup-repeat", "#backup-start",
+                         "#backup-result"):
+            assert _in_view(app, screen.query_one(selector)), selector
+        assert "^s Back up" in screen_text(app).splitlines()[-1]
+        await pilot.press(*PASS, "enter", *PASS, "enter")
+        await wait_until(pilot, lambda: screen.summary is not None, what="the backup")
+        assert screen.query_one("#backup-progress").display
+        for selector in ("#backup-result", "#backup-progress"):
+            assert _in_view(app, screen.query_one(selector)), selector
+        assert "✓ Backed up 2 users" in screen_text(app)
+
+
+async def test_restore_screen_at_80x24_shows_the_plan_rows_the_why_and_the_keys(service, tmp_path):
+    await seed(service, 6)
+    target = tmp_path / "r80.ccbackup"
+    await transfer.backup(service, target, PASS, kdf=WEAK)
+    for uid in ("user1", "user3", "user5"):
+        await service.logout(uid)
+    app = ConsoleApp(service, refresh_interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = RestoreScreen(str(target), allow_weak_kdf=True)
+        await open_screen(pilot, screen)
+        assert not screen.query_one("#restore-progress").display
+        await type_into(pilot, "#restore-passphrase", PASS)
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: screen.plan is not None, what="the dry run")
+        await pilot.pause()
+        text = screen_text(app)
+        for uid in ("user1", "user3", "user5"):
+            row = next((line for line in text.splitlines() if uid in line), "")
+            assert "not stored here" in row, f"{uid}: the row and its why are not in view\n{text}"
+        assert "Why" in text and "Dry run: nothing written yet" in text
+        assert "f5 Show changes" in text.splitlines()[-1] and "^r Restore" in text.splitlines()[-1]

@@ -108,6 +108,7 @@ async def test_refresh_failure_is_a_one_line_notification(service, login, emulat
         message = next(n for n in notifications(app) if "refresh failed" in n)
         assert "\n" not in message and "Traceback" not in message
         assert "log in again" in message
+        assert "press l to log the user in again" in message and "claude-console" not in message
         await wait_until(pilot, lambda: board.status_of("bob") is Status.NEEDS_LOGIN,
                          what="bob to show as needs login")
         assert "✗ needs login" in screen_text(app)
@@ -329,3 +330,152 @@ async def test_readable_without_colour(service, login, monkeypatch):
         assert all("✓ active" in "".join(ch for ch, _ in row) for row in rows.values())
         assert all(style.reverse for ch, style in rows["bob"][1:10])
         assert not any(style.reverse for ch, style in rows["alice"][1:10])
+
+
+async def test_space_marks_rows_and_d_logs_out_the_marked_ones_after_one_question(service, login):
+    for uid in ("alice", "bob", "carol", "dora"):
+        await login(service, uid)
+    app = app_for(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        board = await loaded_board(pilot)
+        board.select_user("alice")
+        await pilot.press("space")            # marks alice, moves down
+        assert board.marked == ["alice"]
+        board.select_user("carol")
+        await pilot.press("space", "space")   # carol and the row after her
+        marked = list(board.marked)
+        assert len(marked) == 3 and marked[:2] == ["alice", "carol"]
+        assert "3 marked" in screen_text(app)
+        rows = [line for line in screen_text(app).splitlines() if line.startswith("●")]
+        assert len(rows) == 3
+        await pilot.press("escape")           # esc clears the marks, nothing else happens
+        assert board.marked == [] and isinstance(app.screen, BoardScreen)
+        board.select_user("alice")
+        await pilot.press("space")
+        board.select_user("bob")
+        await pilot.press("space")
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        text = screen_text(app)
+        assert "Log out 2 users marked?" in text and "alice, bob" in text
+        await pilot.press("y")
+        await wait_until(pilot, lambda: sorted(board.view) == ["carol", "dora"], what="the logouts")
+    assert await service.get_record("alice") is None and await service.get_record("bob") is None
+    assert await service.get_record("carol") is not None
+
+
+async def test_r_refreshes_the_marked_rows(service, login, emulator):
+    for uid in ("alice", "bob", "carol"):
+        await login(service, uid)
+    before = {uid: (await service.get_record(uid)).refresh_count for uid in ("alice", "bob", "carol")}
+    app = app_for(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        board = await loaded_board(pilot)
+        for uid in ("alice", "carol"):
+            board.select_user(uid)
+            await pilot.press("space")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        assert "Refresh 2 users marked?" in screen_text(app)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: any("Refreshed" in n for n in notifications(app)), what="done")
+    after = {uid: (await service.get_record(uid)).refresh_count for uid in ("alice", "bob", "carol")}
+    assert after == {"alice": before["alice"] + 1, "bob": before["bob"], "carol": before["carol"] + 1}
+
+
+@pytest.mark.parametrize("width,shown", [
+    (160, ["user", "email", "status", "expires", "last_used", "refreshes", "source", "scopes"]),
+    (100, ["user", "email", "status", "expires", "last_used", "refreshes", "source"]),
+    (80, ["user", "email", "status", "expires", "last_used", "refreshes"]),
+    (60, ["user", "status", "expires"]),
+    (34, ["user", "status"]),
+])
+async def test_narrow_boards_drop_the_least_useful_columns_first(service, login, width, shown):
+    await login(service, "alice-with-a-long-name", email="alice.long@corp.example")
+    app = app_for(service)
+    async with app.run_test(size=(width, 24)) as pilot:
+        board = await loaded_board(pilot)
+        assert board.shown_columns() == shown
+        text = screen_text(app)
+        row = next(line for line in text.splitlines() if "alice" in line)
+        assert "✓ active" in row
+        health = app.screen.query_one(HealthBar)
+        assert health.region.height <= 2, "the header wrapped onto a third line"
+
+
+async def test_c_chooses_the_columns_but_never_user_or_status(service, login):
+    from console.screens.modals.columns import ColumnsScreen
+    from textual.widgets import SelectionList
+
+    await login(service, "alice")
+    app = app_for(service)
+    async with app.run_test(size=SIZE) as pilot:
+        board = await loaded_board(pilot)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ColumnsScreen), what="the chooser")
+        choices = app.screen.query_one(SelectionList)
+        for key in ("email", "scopes", "user"):
+            choices.deselect(key)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, BoardScreen), what="the board")
+        assert board.shown_columns() == ["user", "status", "expires", "last_used", "refreshes", "source"]
+        assert "ACCOUNT" not in screen_text(app) and "USER" in screen_text(app)
+
+
+async def test_footer_shows_backup_and_restore_at_80_columns(service):
+    app = app_for(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded_board(pilot)
+        footer = screen_text(app).splitlines()[-1]
+        for words in ("l Login", "r Refresh", "d Logout", "b Backup", "o Restore", "? Help", "q Quit"):
+            assert words in footer, footer
+
+
+async def test_help_is_titled_in_words_and_lists_marks_and_columns(service, login):
+    await login(service, "alice")
+    app = app_for(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded_board(pilot)
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        assert app.screen.query_one("#help-title").content == "Keys of the board"
+        keys = dict(app.screen.rows)
+        assert keys["space"].startswith("Mark or unmark") and keys["c"] == "Choose the columns to show"
+        assert keys["b"] == "Back up the stored tokens" and keys["o"] == "Restore tokens from a backup"
+        assert sum(1 for description in keys.values() if description.startswith("Show every key")) == 1
+
+
+def _lightness(style) -> float:
+    color = style.bgcolor if style.reverse else style.color
+    if color is None or color.is_default:
+        return 1.0  # the terminal's own text colour: full brightness on a dark terminal
+    r, g, b = color.get_truecolor()
+    return (0.299 * r + 0.587 * g + 0.114 * b) / 255
+
+
+async def test_without_colour_bad_states_are_not_dimmer_than_good_ones(service, login, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    for uid in ("good", "bad", "other"):
+        await login(service, uid)
+    bad = await service.get_record("bad")
+    await service.store.put(bad.evolve(needs_login=True))
+    app = app_for(service)
+    async with app.run_test(size=(100, 24)) as pilot:
+        board = await loaded_board(pilot)
+        await wait_until(pilot, lambda: board.status_of("bad") == Status.NEEDS_LOGIN, what="needs login")
+        board.select_user("other")   # the cursor (reverse video) on neither row compared
+        await pilot.pause()
+        cells = screen_cells(app)
+
+        def label_cells(label: str, *, in_board: bool):
+            for row in cells:
+                text = "".join(ch for ch, _ in row)
+                at = text.find(label)
+                if at >= 0 and (("│" not in text) == in_board):
+                    return row[at:at + len(label)]
+            raise AssertionError(f"{label!r} is not on screen:\n{screen_text(app)}")
+
+        for in_board in (True, False):   # the rows, then the header's counts
+            good = min(_lightness(style) for _, style in label_cells("✓ active", in_board=in_board))
+            worse = min(_lightness(style) for _, style in label_cells("✗ needs login", in_board=in_board))
+            assert worse >= good, f"needs login ({worse:.2f}) is dimmer than active ({good:.2f})"

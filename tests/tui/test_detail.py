@@ -96,3 +96,23 @@ async def test_a_user_logged_out_elsewhere_says_so(service, login):
         await pilot.press("t")
         await wait_until(pilot, lambda: "test failed" in screen_text(app), what="the test result")
         assert "not logged in" in screen_text(app)
+
+
+async def test_audit_durations_are_in_words_and_nothing_is_cut_mid_word(service, login, emulator):
+    await login(service, "alice", email="alice.with.a.long.address@corp.example")
+    await service.refresh("alice", force=True)
+    app = ConsoleApp(service, refresh_interval=0.2)
+    async with app.run_test(size=(80, 40)) as pilot:
+        screen = await open_detail(pilot, "alice")
+        await wait_until(pilot, lambda: "refresh" in [e.action for e in screen.events], what="the audit")
+        await pilot.pause()
+        text = screen_text(app)
+        audit = text[text.index("Audit trail"):]
+        refresh_row = next(line for line in audit.splitlines() if " refresh " in line)
+        assert "expires in 7h 59m" in refresh_row or "expires in 8h 00m" in refresh_row, refresh_row
+        assert "28799s" not in text and "28800s" not in text
+        words = set("alice.with.a.long.address@corp.example".split())
+        for line in audit.splitlines():
+            for word in line.split():
+                if "@" in word and "alice" in word:
+                    assert word.strip("()") in words, f"{word!r} is cut: {line!r}"

@@ -194,15 +194,18 @@ async def test_too_small_terminal_says_how_large_and_offers_the_full_screen_qr(s
     async with app.run_test(size=(80, 24)) as pilot:
         await choose_user(pilot)
         url = url_on_screen(app)
-        cols, rows = size_in_cells(qr_matrix(url, 2))
+        cols, rows = size_in_cells(qr_matrix(url, 1), "sextant")
         text = screen_text(app)
         assert "This terminal is 80×24" in text
-        assert f"needs {cols}×{rows} cells" in text
-        assert f"at least {cols + PANEL_MIN_WIDTH}×{rows + CHROME_ROWS}" in text
-        assert "F4" in text and "▀" not in text  # no cropped QR code on screen
+        message = " ".join(widget_text(app, "#too-small").replace("█", " ").split())  # no border
+        assert f"needs {cols + PANEL_MIN_WIDTH}×{rows + CHROME_ROWS}" in message
+        assert f"F4 shows the code alone (needs {cols}×{rows})" in message
+        assert not login_screen(app).query_one("#qr-box").display
+        assert not set(text) & (set("▀▄") | set(map(chr, range(0x1FB00, 0x1FB3C))))  # nothing cropped
         await pilot.press("f4")
         await wait_until(pilot, lambda: isinstance(app.screen, QRFullScreen), "the full-screen QR")
-        assert f"needs {cols}×{rows} cells; this terminal is 80×24" in screen_text(app)
+        assert app.screen.query_one("#fullscreen-qr").display
+        assert "this terminal is" not in screen_text(app)
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
         assert url_on_screen(app) == url  # the same login, still under way
@@ -212,6 +215,7 @@ async def test_too_small_terminal_says_how_large_and_offers_the_full_screen_qr(s
 
 
 async def test_full_screen_qr_shows_only_the_code_when_it_fits(service):
+    service.settings.qr_style = "half"
     app = LoginHost(service, user_id="kim")
     async with app.run_test(size=(90, 42)) as pilot:
         await choose_user(pilot)
@@ -273,3 +277,96 @@ async def test_f1_shows_the_keys_of_the_login_screen(service):
         text = screen_text(app)
         for words in ("Copy URL", "Full-screen QR", "Start over", "Cancel"):
             assert words in text
+
+
+def links_in(app, selector: str) -> set[str]:
+    """The OSC 8 targets of the cells a widget shows."""
+    from support.screen_cells import screen_cells
+
+    region = app.screen.query_one(selector).region
+    return {style.link for row in screen_cells(app)[region.y:region.bottom]
+            for _, style in row[region.x:region.right] if style.link}
+
+
+async def test_esc_removes_the_pending_login_it_started(service):
+    app = LoginHost(service, user_id="quinn")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await choose_user(pilot)
+        state = login_screen(app).start.state
+        assert (await service.store.newest_pending("quinn")).state == state
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.dismissed, "the screen to close")
+    assert await service.store.newest_pending("quinn") is None
+    assert await service.cancel_login(state) is False  # already gone
+
+
+async def test_f5_shows_the_url_alone_on_one_selectable_block(service):
+    from console.screens.qr_fullscreen import URLScreen
+
+    app = LoginHost(service, user_id="rita")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await choose_user(pilot)
+        url = login_screen(app).start.authorization_url
+        await pilot.press("f5")  # headless: the app cannot hand the terminal back, so a screen
+        await wait_until(pilot, lambda: isinstance(app.screen, URLScreen), "the URL screen")
+        shown = region_text(app, app.screen.query_one("#url-alone").region)
+        assert "".join(shown) == url and all(len(line) == 80 for line in shown[:-1])
+        assert links_in(app, "#url-alone") == {url}  # OSC 8 too
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+
+
+async def test_the_url_on_the_login_screen_is_a_hyperlink(service):
+    app = LoginHost(service, user_id="sam")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await choose_user(pilot)
+        assert links_in(app, "#url") == {login_screen(app).start.authorization_url}
+
+
+async def test_sandbox_says_in_one_line_how_to_approve_without_a_browser(service, emulator):
+    app = LoginHost(service, user_id="tess", sandbox_url=emulator.url)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await choose_user(pilot)
+        note = region_text(app, app.screen.query_one("#sandbox-note").region)
+        hint = " ".join(line.strip() for line in note)
+        assert f"curl -sG {emulator.url}/_emulator/approve --data-urlencode" in hint
+        # the step it names works: the emulator answers the CODE#STATE to paste
+        import httpx
+
+        answer = httpx.get(f"{emulator.url}/_emulator/approve",
+                           params={"url": login_screen(app).start.authorization_url}).json()
+        await paste(pilot, answer["pasted"])
+        await wait_until(pilot, lambda: login_screen(app).stage == "done", "the success stage")
+
+
+async def test_after_the_login_expired_no_paste_again_hint(service, emulator):
+    now = [1_900_000_000.0]
+    app = LoginHost(service, user_id="uma", clock=lambda: now[0])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await choose_user(pilot)
+        now[0] = login_screen(app).start.expires_at + 1
+        await wait_until(pilot, lambda: "the login expired" in screen_text(app), "the expiry")
+        await paste(pilot, "some-code#" + login_screen(app).start.state)
+        await wait_until(pilot, lambda: "✗" in widget_text(app, "#code-message")
+                       and "Exchanging" not in widget_text(app, "#code-message"), "the failure")
+        message = widget_text(app, "#code-message")
+        assert "Paste again" not in message and "ctrl+r to start over" in message
+
+
+async def test_help_at_the_user_step_lists_the_login_keys_not_the_editing_keys(service):
+    from console.screens.modals.help import HelpScreen
+
+    app = LoginHost(service, user_id="vic")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert login_screen(app).query_one("#user-input", Input).has_focus
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        rows = app.screen.rows
+        descriptions = [description for _, description in rows]
+        assert app.screen.query_one("#help-title").content == "Keys of the login screen (step 1, the user)"
+        assert any("Cancel" in d for d in descriptions) and any("Existing users" in d for d in descriptions), rows
+        assert not any("cursor" in d.lower() or "delete" in d.lower() for d in descriptions), descriptions
+        assert not any("Copy URL" in d for d in descriptions)  # not on offer before the URL exists
+        assert [keys for keys, d in rows if "help" in d.lower() or "Every key" in d] == ["f1"]
+        assert len(app.screen.query("VerticalScroll")) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 from console.screens.login import LoginScreen
 
 from _login_host import LoginHost
@@ -20,7 +22,7 @@ async def test_ctrl_l_logs_in_with_a_long_lived_token(service, emulator):
         assert isinstance(screen, LoginScreen)
         await wait_until(pilot, lambda: screen.stage == "code", "the URL stage")
         url = screen.start.authorization_url
-        assert "scope=user%3Ainference&" in url or url.endswith("scope=user%3Ainference")
+        assert parse_qs(urlsplit(url).query)["scope"] == ["user:inference"]
         approved = emulator.approve(url, email="carol@example.com")
         screen._submit_code(approved["pasted"])
         await wait_until(pilot, lambda: screen.stage == "done", "the success stage")

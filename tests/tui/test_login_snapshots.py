@@ -21,7 +21,7 @@ from _login_host import LoginHost
 from support.tui import wait_until
 
 FROZEN = 1_900_000_000.0   # 2030-03-17, far from any real clock
-STATE = "Zm9yLXNuYXBzaG90cy1vbmx5LW5vdC1hLXJlYWwtc3RhdGU"
+STATE = "c25hcHNob3RzLW9ubHktMQ"   # 22 characters, as oauth.new_state makes
 VERIFIER = "c25hcHNob3QtdmVyaWZpZXItdGhhdC1pcy1maXhlZC1zby10aGUtdXJsLWlzLXN0YWJsZQ"
 
 
@@ -49,10 +49,20 @@ async def _to_code_stage(pilot) -> None:
     await pilot.pause()
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40)], ids=["80x24", "100x30", "120x40"])
 def test_login_code_stage(snap_compare, fixed_service, size):
     app = LoginHost(fixed_service, clock=lambda: FROZEN)
     assert snap_compare(app, terminal_size=size, run_before=_to_code_stage)
+
+
+def test_full_screen_code_at_80x24(snap_compare, fixed_service):
+    async def full_screen(pilot) -> None:
+        await _to_code_stage(pilot)
+        await pilot.press("f4")
+        await pilot.pause()
+
+    app = LoginHost(fixed_service, clock=lambda: FROZEN)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=full_screen)
 
 
 def test_login_user_stage(snap_compare, fixed_service):

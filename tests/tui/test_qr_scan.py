@@ -1,75 +1,117 @@
-"""The login screen's QR code scans: rebuilt from the rendered cells, decoded by zxing-cpp.
+"""The login QR code scans: the screen's cells drawn as pixels, decoded by zxing-cpp.
 
-Nothing here reads the widget's module matrix: the modules come from the characters and
-colours that reach the terminal (after Textual's line filters), so a wrong glyph, a
-missing colour, a theme that leaks in or a cropped code all fail the decode.
+Nothing here reads the widget's module matrix: the pixels come from the characters and
+colours that reach the terminal (after Textual's line filters), drawn at a real cell
+aspect (10×20 px, each sextant's sub-blocks where fonts put them, see ``qr_pixels``), so a
+wrong glyph, a missing colour, a theme that leaks in or a cropped code all fail the decode.
 """
 
 from __future__ import annotations
 
-import pytest
-from rich.style import Style
+import random
 
-from console.widgets.qr import QRCode
+import pytest
+
+from console import oauth
+from console.config import AUTHORIZE_URL, REDIRECT_URI, Settings
+from console.qr import QUIET_ZONE, STYLES, choose_style, qr_lines, qr_matrix, sextant_char
+from console.widgets.qr import QR_STYLE, QRCode
 
 from _login_host import LoginHost
-from support.screen_cells import screen_cells
+from support.screen_cells import screen_cells, screen_text
 from support.tui import wait_until
 
 zxingcpp = pytest.importorskip("zxingcpp")
-Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("PIL.Image")
 
-TOP = set("▀█")
-BOTTOM = set("▄█")
+from support.qr_pixels import cells_image, decode, ink, is_dark, lines_image, styled_cells, with_margin  # noqa: E402
 
-
-def _dark(style: Style, use_fg: bool) -> bool:
-    color = style.color if use_fg else style.bgcolor
-    assert color is not None and not color.is_default, \
-        f"a QR cell has no explicit {'foreground' if use_fg else 'background'} colour: {style}"
-    r, g, b = color.get_truecolor()
-    return (0.299 * r + 0.587 * g + 0.114 * b) < 128
+PLAIN_TERMINAL = {"TERM": "xterm-256color"}  # a terminal that says nothing about sextants
 
 
-def rendered_matrix(app, widget: QRCode) -> list[list[bool]]:
-    """Module rows (True = dark) rebuilt from the half-block cells in the widget's region."""
-    cells = screen_cells(app)
-    region = widget.region
-    assert region.width and region.height, "the QR widget is not on screen"
-    rows: list[list[bool]] = []
-    for y in range(region.y, region.bottom):
-        top, bottom = [], []
-        for ch, style in cells[y][region.x:region.right]:
-            assert ch in " ▀▄█", f"unexpected character {ch!r} inside the QR code"
-            top.append(_dark(style, ch in TOP))
-            bottom.append(_dark(style, ch in BOTTOM))
-        rows += [top, bottom]
-    return rows
+def real_url(rng: random.Random | None = None) -> str:
+    """An authorize URL exactly as long as the production one (default endpoints and scopes)."""
+    rng = rng or random.Random()
+    verifier = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+                       for _ in range(86))
+    state = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+                    for _ in range(22))
+    return oauth.authorize_url(Settings(), state=state, challenge=oauth.challenge_for(verifier))
 
 
-def decode(matrix: list[list[bool]], scale: int = 6, margin: int = 4) -> list[str]:
-    size = (len(matrix[0]) + 2 * margin, len(matrix) + 2 * margin)
-    image = Image.new("L", size, 255)
-    for y, row in enumerate(matrix):
-        for x, dark in enumerate(row):
-            if dark:
-                image.putpixel((x + margin, y + margin), 0)
-    image = image.resize((size[0] * scale, size[1] * scale), Image.NEAREST)
-    # Only QR codes, read as printed: a 1D reader can find a spurious "barcode" in the
-    # module pattern, and an inverted read would hide a light-on-dark code.
-    found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode, try_invert=False)
-    return [result.text for result in found]
+def fast_matrix(url: str, border: int) -> list[list[bool]]:
+    """The same code (version, error correction L) from zxing-cpp's C++ encoder: the Python
+    encoder takes ~0.1 s a code, too slow for a thousand."""
+    code = zxingcpp.create_barcode(url, zxingcpp.BarcodeFormat.QRCode, ec_level="L")
+    image = code.to_image(scale=1, add_quiet_zones=False)
+    n = image.shape[0]
+    data = memoryview(image).tobytes()
+    width = n + 2 * border
+    light = [False] * width
+    rows = [light[:] for _ in range(border)]
+    rows += [[False] * border + list(map((0).__eq__, data[y * n:(y + 1) * n])) + [False] * border
+             for y in range(n)]
+    return rows + [light[:] for _ in range(border)]
 
 
-def assert_scans(matrix: list[list[bool]], url: str) -> None:
-    """Decodes to exactly ``url``, dark on light, with a light quiet zone of 2+ modules."""
-    width = len(matrix[0])
-    # An odd module count leaves the last half-block row half empty: it is light too.
-    for row in matrix[:2] + matrix[-3:]:
-        assert not any(row), "the quiet zone above or below the code is not light"
-    for row in matrix:
-        assert not any(row[:2]) and not any(row[width - 2:]), "the side quiet zone is not light"
-    assert decode(matrix) == [url]
+def draw(matrix: list[list[bool]], style: str):
+    """The widget's drawing in its own colours, inside a border of dark terminal cells."""
+    return lines_image(qr_lines(matrix, style), ink_dark=is_dark(QR_STYLE.color),
+                       bg_dark=is_dark(QR_STYLE.bgcolor))
+
+
+# -- the glyphs and the geometry -----------------------------------------------------------
+
+def test_each_sextant_pattern_is_the_character_unicode_names_for_it():
+    for bits in range(64):
+        painted = {(sub, column) for sub, column in ink(sextant_char(bits))}
+        for position in range(6):
+            row, column = divmod(position, 2)
+            sub = (0, 1, 3)[row]  # the first sub-row of that third
+            assert ((sub, column) in painted) == bool(bits >> position & 1), (bits, position)
+
+
+def test_the_real_url_is_short_enough_for_24_sextant_rows():
+    url = real_url()
+    assert len(url) < 428
+    matrix = qr_matrix(url, QUIET_ZONE["sextant"])
+    assert len(matrix) == 71  # version 13 (69 modules) and a 1-module quiet zone
+    lines = qr_lines(matrix, "sextant")
+    assert (len(lines[0]), len(lines)) == (36, 24)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_thousand_random_real_length_urls_decode(style):
+    rng = random.Random(15)
+    urls = [real_url(rng) for _ in range(1000)]
+    misses = [url for url in urls
+              if decode(draw(fast_matrix(url, QUIET_ZONE[style]), style)) != [url]]
+    assert len(misses) <= 5, f"{len(misses)} of 1000 did not decode in {style}, e.g. {misses[:1]}"
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_codes_from_the_console_encoder_decode(style):
+    rng = random.Random(1)
+    for _ in range(5):
+        url = real_url(rng)
+        assert decode(draw(qr_matrix(url, QUIET_ZONE[style]), style)) == [url]
+
+
+def test_auto_uses_half_blocks_where_they_fit_and_listens_to_the_terminal():
+    assert choose_style("auto", {"half": True, "sextant": True}, PLAIN_TERMINAL) == "half"
+    assert choose_style("auto", {"half": False, "sextant": True}, PLAIN_TERMINAL) == "sextant"
+    assert choose_style("auto", {"half": False, "sextant": True}, {"TERM": "linux"}) == "half"
+    assert choose_style("auto", {"half": True, "sextant": True},
+                        {"TERM": "xterm-256color", "TERM_PROGRAM": "WezTerm"}) == "sextant"
+    assert choose_style("half", {"half": False, "sextant": True}, {"TERM_PROGRAM": "WezTerm"}) == "half"
+    assert choose_style("sextant", {"half": True, "sextant": True}, {"TERM": "linux"}) == "sextant"
+
+
+# -- on screen ------------------------------------------------------------------------------
+
+def screen_decodes(app) -> list[str]:
+    """The whole screen as pixels (the code among whatever else is drawn), decoded."""
+    return decode(cells_image(with_margin(styled_cells(screen_cells(app)))))
 
 
 @pytest.fixture
@@ -87,30 +129,83 @@ def starts(service, monkeypatch):
     return seen
 
 
+@pytest.fixture
+def real_endpoints(service):
+    """The production authorize URL's length (the login is never finished in these tests)."""
+    service.settings.authorize_url = AUTHORIZE_URL
+    service.settings.redirect_uri = REDIRECT_URI
+
+
 async def _open_code_stage(pilot, user: str) -> None:
     await pilot.press(*["ctrl+u"], *user, "enter")
     await wait_until(pilot, lambda: pilot.app.screen.stage == "code", "the login screen to show the URL", 2.5)
+    await pilot.pause()
 
 
-async def test_login_qr_decodes_to_the_exact_url(service, starts):
+async def test_login_qr_decodes_to_the_exact_url_in_half_blocks(service, starts):
+    service.settings.qr_style = "half"
     app = LoginHost(service)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 42)) as pilot:
         await _open_code_stage(pilot, "scan-me")
-        widget = app.screen.query_one(QRCode)
-        assert_scans(rendered_matrix(app, widget), starts[-1].authorization_url)
+        assert app.screen.query_one(QRCode).drawing == "half"
+        assert screen_decodes(app) == [starts[-1].authorization_url]
 
 
-async def test_full_screen_qr_decodes_where_the_login_screen_is_too_small(service, starts):
+async def test_login_screen_shows_code_countdown_and_paste_field_at_100x30(service, starts, real_endpoints):
     app = LoginHost(service)
-    async with app.run_test(size=(90, 40)) as pilot:
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _open_code_stage(pilot, "hundred")
+        screen = app.screen
+        assert not screen.has_class("-too-small")
+        qr = screen.query_one(QRCode)
+        assert qr.drawing == "sextant" and qr.display
+        for widget in (qr, screen.query_one("#countdown"), screen.query_one("#paste")):
+            region = widget.region
+            assert region.height and region.bottom <= 29, f"{widget} is not fully on screen"
+        assert screen_decodes(app) == [starts[-1].authorization_url]
+
+
+@pytest.mark.parametrize("style", ["auto", "sextant"])
+async def test_full_screen_qr_decodes_at_80x24(service, starts, real_endpoints, style):
+    service.settings.qr_style = style
+    app = LoginHost(service)
+    async with app.run_test(size=(80, 24)) as pilot:
         await _open_code_stage(pilot, "small-terminal")
         assert app.screen.has_class("-too-small")
-        assert not app.screen.query_one("#qr-box").display
+        text = screen_text(app)
+        assert "This terminal is 80×24" in text and "needs 36×24" in text
         await pilot.press("f4")
         await pilot.pause()
         widget = app.screen.query_one(QRCode)
-        assert app.screen.id != "login" and widget.id == "fullscreen-qr"
-        assert_scans(rendered_matrix(app, widget), starts[-1].authorization_url)
+        assert widget.id == "fullscreen-qr" and widget.display and widget.drawing == "sextant"
+        assert screen_decodes(app) == [starts[-1].authorization_url]
+
+
+async def test_where_the_code_cannot_fit_the_screen_says_the_exact_size(service, starts, real_endpoints):
+    service.settings.qr_style = "half"
+    app = LoginHost(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _open_code_stage(pilot, "half-only")
+        await pilot.press("f4")
+        await pilot.pause()
+        assert not app.screen.query_one(QRCode).display
+        assert "The QR code needs 73×37 cells; this terminal is 80×24" in screen_text(app)
+
+
+async def test_the_size_check_follows_the_real_terminal(service, starts, real_endpoints):
+    app = LoginHost(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _open_code_stage(pilot, "grows")
+        assert app.screen.has_class("-too-small")
+        await pilot.press("f4")
+        await pilot.pause()
+        await pilot.resize_terminal(120, 45)  # while another screen is on top
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.screen.has_class("-too-small")
+        assert "This terminal is" not in screen_text(app)
+        assert screen_decodes(app) == [starts[-1].authorization_url]
 
 
 async def test_qr_still_scans_with_no_color(service, starts, monkeypatch):
@@ -119,4 +214,4 @@ async def test_qr_still_scans_with_no_color(service, starts, monkeypatch):
     assert app.no_color
     async with app.run_test(size=(120, 40)) as pilot:
         await _open_code_stage(pilot, "mono")
-        assert_scans(rendered_matrix(app, app.screen.query_one(QRCode)), starts[-1].authorization_url)
+        assert screen_decodes(app) == [starts[-1].authorization_url]

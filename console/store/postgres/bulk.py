@@ -14,7 +14,7 @@ from ...errors import StorageError
 from ...tokens import TokenRecord
 from ..base import AuditEvent
 from .sql import (APPEND_AUDIT_MANY, BULK, BULK_COLUMNS, BULK_CREATE, BULK_UPSERT, EXPORT, EXPORT_FIELDS,
-                  FIELDS, FIRST_PAGE, NEXT_PAGE, SELECT_ALL_HIDDEN, SELECT_ALL_SECRETS, TABLE_COLUMNS, TOKENS)
+                  FIELDS, FIRST_PAGE, KEY_ID_INDEX, NEXT_PAGE, SELECT_ALL_HIDDEN, SELECT_ALL_SECRETS, TABLE_COLUMNS, TOKENS)
 
 
 class ListedRecord(TokenRecord):
@@ -25,7 +25,15 @@ class ListedRecord(TokenRecord):
     plain ``TokenRecord``, so callers cannot tell the difference.
     """
 
-    __slots__ = ("_row", "source")
+    __slots__ = ("_row", "source", "_keys")
+
+    @property
+    def locked(self) -> str | None:
+        """The key id this row's tokens are under when that key is not configured."""
+        kid = self._row[KEY_ID_INDEX]
+        if kid is None or kid in self._keys:
+            return None
+        return None if kid == "fernet" and self._keys else kid
 
     def plain(self) -> TokenRecord:
         return TokenRecord(**{name: getattr(self, name) for name in TokenRecord.__dataclass_fields__})
@@ -75,6 +83,7 @@ class BulkPaths:
         if secrets:
             return [self.decode_row(row) for row in rows]
         source, new, cls = self.name, object.__new__, ListedRecord
+        keys = frozenset(self.keyring.key_ids)
         out = []
         collecting = gc.isenabled()
         gc.disable()  # 100 000 new objects would trigger many full collections for nothing
@@ -83,6 +92,7 @@ class BulkPaths:
                 record = new(cls)
                 record._row = row
                 record.source = source
+                record._keys = keys
                 out.append(record)
         finally:
             if collecting:

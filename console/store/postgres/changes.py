@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from ...tokens import HIDDEN
 from ..base import Changes
-from .sql import _TAIL, TOKENS
+from .sql import _TAIL, KEY_ID, KEY_ID_INDEX, TOKENS
 
 CHANGES = '"LiteLLM_ClaudeOAuthChanges"'
 RETAIN = "10 minutes"      # rows older than this are pruned ...
@@ -23,18 +23,19 @@ TRUST_FOR = 300.0          # ... so a cursor older than this (seconds) lists eve
 PRUNE_EVERY = 60.0         # one reader's prune, at most this often (inside its read)
 
 CURSOR = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
-# Columns 0-19 are the listing's own (rows_to_records reads them); then the cursor, whether the
-# row is a change at all, and the changed user (NULL with hit: everything).
+# Columns 0-20 are the listing's own (rows_to_records reads them: the fields, then the key id
+# the tokens are under); then the cursor, whether the row is a change at all, and the changed
+# user (NULL with hit: everything).
 _READ = f"""s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin),
 c AS (SELECT user_id, array_agg(seq) AS seqs FROM {CHANGES} WHERE tx >= $1::text::xid8 GROUP BY user_id)
 SELECT t.user_id, '{HIDDEN}', CASE WHEN t.refresh_token_encrypted IS NULL THEN NULL ELSE '{HIDDEN}' END,
-    {_TAIL}, s.xmin, c.hit, c.user_id, c.seqs
+    {_TAIL}, {KEY_ID}, s.xmin, c.hit, c.user_id, c.seqs
 FROM s LEFT JOIN (SELECT true AS hit, user_id, seqs FROM c) c ON true
     LEFT JOIN {TOKENS} t ON t.user_id = c.user_id"""
 CHANGES_SINCE = f"WITH {_READ}"
 CHANGES_SINCE_PRUNING = f"""WITH p AS (DELETE FROM {CHANGES} WHERE changed_at < now() - interval '{RETAIN}'),
 {_READ}"""
-_XMIN, _HIT, _CHANGED, _SEQS = 20, 21, 22, 23
+_XMIN, _HIT, _CHANGED, _SEQS = KEY_ID_INDEX + 1, KEY_ID_INDEX + 2, KEY_ID_INDEX + 3, KEY_ID_INDEX + 4
 
 
 class ChangeFeed:

@@ -29,9 +29,14 @@ _TAIL = """date_part('epoch', expires_at), COALESCE(scopes, '{}'), account_email
 SELECT_ONE = f"""SELECT user_id, access_token_encrypted, refresh_token_encrypted, {_TAIL}
     FROM {TOKENS} WHERE user_id = $1"""
 SELECT_ALL_SECRETS = f"SELECT user_id, access_token_encrypted, refresh_token_encrypted, {_TAIL} FROM {TOKENS}"
-# The board's listing: one query, nothing to decrypt, no ciphertext on the wire.
+# The board's listing: one query, nothing to decrypt, no ciphertext on the wire; after the
+# fields, the key id the access token is under (or 'fernet'), so a row under a key that is
+# not configured is listed as locked.
+KEY_ID = """CASE WHEN access_token_encrypted LIKE 'enc:v1:%' THEN substr(access_token_encrypted, 8, 8)
+    WHEN access_token_encrypted LIKE 'gAAAAA%' THEN 'fernet' END"""
 SELECT_ALL_HIDDEN = f"""SELECT user_id, '{HIDDEN}',
-    CASE WHEN refresh_token_encrypted IS NULL THEN NULL ELSE '{HIDDEN}' END, {_TAIL} FROM {TOKENS}"""
+    CASE WHEN refresh_token_encrypted IS NULL THEN NULL ELSE '{HIDDEN}' END, {_TAIL}, {KEY_ID} FROM {TOKENS}"""
+KEY_ID_INDEX = len(FIELDS)   # where that key id sits in a SELECT_ALL_HIDDEN row
 FIRST_PAGE = " ORDER BY user_id LIMIT $1"                  # keyset pages ride the primary key
 NEXT_PAGE = " WHERE user_id > $1 ORDER BY user_id LIMIT $2"
 

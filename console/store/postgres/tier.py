@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from ...crypto import Keyring, is_encrypted
-from ...errors import StaleWrite, StorageError, TierUnavailable
-from ...tokens import TokenRecord
-from ..base import DOWN, UP, AuditEvent, PendingLogin, RotationReport, Tier, TierHealth
+from ...errors import CryptoError, StaleWrite, StorageError, TierUnavailable
+from ...tokens import TokenRecord, count_text
+from ..base import (DOWN, UP, AuditEvent, PendingLogin, RotationReport, Tier, TierHealth, foreign_pending_error,
+                    warn_foreign_pending)
 from .bulk import BulkPaths
 from .changes import ChangeFeed
 from .connection import (POOL_LOCKS, POOLS, SharedPool, connect_options, describe_dsn, explain,
@@ -300,11 +301,11 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, Tier):
         except Exception as exc:  # noqa: BLE001 - e.g. the schema is missing: say so, do not crash
             return TierHealth(self.name, DOWN, f"{self.where}: {str(exc).splitlines()[0]}", writable=True)
         users, old, schema = row
-        detail = f"{describe_dsn(self.dsn)} ({users} users, schema {schema or 'none'})"
+        detail = f"{describe_dsn(self.dsn)} ({count_text(users, 'user')}, schema {schema or 'none'})"
         if not self.keyring.enabled:
             detail += "; no encryption key: logins cannot be stored (set CLAUDE_TOKEN_ENCRYPTION_KEY)"
         elif old:
-            detail += f"; {old} rows under other keys (run: claude-console rotate-key)"
+            detail += f"; {count_text(old, 'row')} under other keys (run: claude-console rotate-key)"
         return TierHealth(self.name, UP, detail, writable=True)
 
     # -- the cross-replica lock ------------------------------------------------------------
@@ -430,14 +431,30 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, Tier):
     async def take_pending(self, state: str) -> PendingLogin | None:
         row = await self.attempt(lambda conn: conn.fetchrow(
             f"DELETE FROM {PENDING} WHERE state = $1 RETURNING {self._PENDING_COLS}", state))
-        return None if row is None else self._pending(row)
+        if row is None:
+            return None
+        try:
+            return self._pending(row)
+        except CryptoError:  # another key's login: put it back for the process that has the key
+            await self.attempt(lambda conn: conn.execute(
+                f"""INSERT INTO {PENDING} (state, user_id, verifier_encrypted, redirect_uri, created_at, expires_at)
+                    VALUES ($1, $2, $3, $4, to_timestamp($5::float8), to_timestamp($6::float8))
+                    ON CONFLICT (state) DO NOTHING""", *row))
+            raise foreign_pending_error(self.keyring.value_key_id(row[2] or ""), row[1]) from None
 
     async def newest_pending(self, user_id: str | None = None) -> PendingLogin | None:
-        row = await self.attempt(lambda conn: conn.fetchrow(
+        """The newest live one this keyring can open: one under another key is skipped, with a
+        warning (it expires and is swept like any other)."""
+        rows = await self.attempt(lambda conn: conn.fetch(
             f"""SELECT {self._PENDING_COLS} FROM {PENDING}
                 WHERE ($1::text IS NULL OR user_id = $1) AND expires_at > now()
-                ORDER BY created_at DESC LIMIT 1""", user_id))
-        return None if row is None else self._pending(row)
+                ORDER BY created_at DESC LIMIT 50""", user_id))
+        for row in rows:
+            try:
+                return self._pending(row)
+            except CryptoError:
+                warn_foreign_pending(self.where, self.keyring.value_key_id(row[2] or ""), row[1])
+        return None
 
     async def sweep_pending(self, now: float | None = None) -> int:
         when = time.time() if now is None else now

@@ -104,3 +104,23 @@ async def test_a_list_everything_mark_is_acted_on_once(tier, pg_dsn, connect):
         await transaction.rollback()
     finally:
         await old.close()
+
+
+async def test_the_feed_marks_rows_under_a_key_that_is_not_configured(tier, pg_dsn):
+    from console.crypto import Keyring, generate_key
+    from console.store.postgres import PostgresTier
+
+    other_key = generate_key()
+    other = PostgresTier(pg_dsn, Keyring.from_spec(other_key))
+    try:
+        await tier.put(record("alice"))
+        cursor = await tier.change_cursor()
+        await other.put(record("mallory"))     # written under a key this tier does not have
+        await tier.put(record("bob"))
+        seen = await tier.changes_since(cursor)
+    finally:
+        await other.close()
+    locked = {r.user_id: r.locked for r in seen.records}
+    assert locked["mallory"] == Keyring.from_spec(other_key).primary_id
+    assert locked["bob"] is None and locked.get("alice") is None
+    assert {r.user_id: r.locked for r in await tier.list()} == locked | {"alice": None}

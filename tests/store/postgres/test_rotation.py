@@ -217,7 +217,7 @@ def test_cli_rotate_key(pg_dsn, console_env):
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     new_id, old_id = Keyring.from_spec(new).primary_id, Keyring.from_spec(old).primary_id
-    assert f"re-encrypted 2 rows and 1 pending logins to key id {new_id}" in done.stdout
+    assert f"re-encrypted 2 rows and 1 pending login to key id {new_id}" in done.stdout
     assert f"key ids {old_id} can be removed" in done.stdout
     again = subprocess.run([sys.executable, "-m", "console", "rotate-key"], capture_output=True, text=True,
                            env=env, timeout=60)

@@ -389,7 +389,7 @@ async def test_health_counts_rows_under_older_keys(pg_dsn, key):
     rotated = PostgresTier(pg_dsn, Keyring.from_spec(f"{generate_key()},{key}"))
     try:
         health = await rotated.health()
-        assert health.state == "up" and "1 users" in health.detail and "1 rows under other keys" in health.detail
+        assert health.state == "up" and "(1 user," in health.detail and "; 1 row under other keys" in health.detail
     finally:
         await rotated.close()
 
