@@ -1,7 +1,12 @@
 """The board at scale: first rows, everything loaded, sorting, a filter keystroke, memory.
 
-Limits (issue 4): first screen of rows <= 0.5 s after the board mounts; all rows loaded,
-sortable and filterable <= 2 s; a filter keystroke <= 50 ms; resident memory <= 300 MB.
+Limits (issues 4 and 14): first screen of rows <= 0.5 s after the board mounts; on PostgreSQL,
+all rows loaded <= 1.3x a floor measured in the same run (the raw asyncpg listing of the same
+columns plus the board's own first paint), best of interleaved rounds; elsewhere all rows
+loaded, sortable and filterable <= 2 s; a filter keystroke median <= 16 ms (one frame) and
+slowest <= 33 ms, typed once the board has settled (search texts packed, short-term counts
+made: the time that takes after the load is printed); resident memory <= 300 MB. Absolute
+times swing 2-3x with other work on the machine: read them beside the floor's.
 Scenarios, each in its own process so its memory is its own:
 
   view      the board widget alone over 100 000 synthetic records (first page, then the rest)
@@ -12,7 +17,7 @@ Scenarios, each in its own process so its memory is its own:
 "Painted" means the board's render_line drew a data row after the change. A report, not a
 test: always exits 0.
 
-    python bench/bench_board.py [--rows 100000] [--file-users 10000] [--only view,file,postgres]
+    python bench/bench_board.py [--rows 100000] [--file-users 10000] [--only view,file,postgres] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import uuid
 
 FIRST_LIMIT = 0.5
 ALL_LIMIT = 2.0
-KEY_LIMIT_MS = 50.0
+KEY_MEDIAN_MS = 16.0
+KEY_SLOWEST_MS = 33.0
+LOADED_RATIO = 1.3
 RSS_LIMIT_MB = 300.0
 SIZE = (120, 40)
 TYPED = "user-0004"            # typed one key at a time, then erased, then a status word
@@ -119,18 +126,32 @@ async def sorts(pilot, board) -> float:
 
 
 def report(title: str, first: float, loaded: float, worst_sort: float, keys: list[float], note: str = "",
-           peak: float | None = None):
+           peak: float | None = None, floor: float | None = None):
     peak = rss_mb()[1] if peak is None else peak
     print(title + (f"  ({note})" if note else ""), flush=True)
     line("first screen of rows", f"{first:.3f} s", f"{FIRST_LIMIT} s", first <= FIRST_LIMIT)
-    line("all rows loaded", f"{loaded:.3f} s", f"{ALL_LIMIT} s", loaded <= ALL_LIMIT)
+    if floor is None:
+        line("all rows loaded", f"{loaded:.3f} s", f"{ALL_LIMIT} s", loaded <= ALL_LIMIT)
+    else:
+        line(f"all rows loaded (floor {floor:.3f} s, {loaded / floor:.2f}x)", f"{loaded:.3f} s",
+             f"{LOADED_RATIO}x", loaded <= LOADED_RATIO * floor)
     line("loaded + slowest sort of every row", f"{loaded + worst_sort:.3f} s", f"{ALL_LIMIT} s",
          loaded + worst_sort <= ALL_LIMIT)
-    line("filter keystroke, median", f"{statistics.median(keys):.1f} ms", f"{KEY_LIMIT_MS:.0f} ms",
-         statistics.median(keys) <= KEY_LIMIT_MS)
-    line("filter keystroke, slowest", f"{max(keys):.1f} ms", f"{KEY_LIMIT_MS:.0f} ms",
-         max(keys) <= KEY_LIMIT_MS)
+    line("filter keystroke, median", f"{statistics.median(keys):.1f} ms", f"{KEY_MEDIAN_MS:.0f} ms",
+         statistics.median(keys) <= KEY_MEDIAN_MS)
+    line("filter keystroke, slowest", f"{max(keys):.1f} ms", f"{KEY_SLOWEST_MS:.0f} ms",
+         max(keys) <= KEY_SLOWEST_MS)
     line("resident memory (peak)", f"{peak:.0f} MB", f"{RSS_LIMIT_MB:.0f} MB", peak <= RSS_LIMIT_MB)
+
+
+async def settled(pilot, board, timeout: float = 120.0) -> float:
+    """Seconds until the board's idle work (packing, short-term counts) is done."""
+    start = time.perf_counter()
+    while board._pack_timer is not None or board._pack_start is not None or board._gram_timer is not None:
+        if time.perf_counter() - start > timeout:
+            break
+        await asyncio.sleep(0.01)
+    return time.perf_counter() - start
 
 
 # -- scenarios ---------------------------------------------------------------------------
@@ -165,12 +186,15 @@ async def scenario_view(rows: int) -> None:
         loaded = time.perf_counter() - start
         assert board.total == len(data)
         worst_sort = await sorts(pilot, board)
+        settle = await settled(pilot, board)
         keys = await keystrokes(pilot, board, board.set_filter)
     report(f"view: the board widget over {rows:,} synthetic records", first, loaded, worst_sort, keys,
-           "first page of 1 000, then pages of 3 000, 12 000, 48 000…")
+           f"first page of 1 000, then pages of 3 000, 12 000, 48 000…; settled {settle:.1f} s after the sorts")
 
 
-async def app_scenario(title: str, service, users: int, note: str) -> None:
+async def app_scenario(service, users: int) -> dict:
+    """One whole-app load: first paint and all rows from the board's mount, the slowest sort,
+    the keystrokes once settled, peak memory, and a plain full listing for comparison."""
     from textual.widgets import Input
 
     from console.app import ConsoleApp, first_page
@@ -180,7 +204,8 @@ async def app_scenario(title: str, service, users: int, note: str) -> None:
 
     install_paint_probe()
     mounted_at: list[float] = []
-    on_mount = BoardScreen.on_mount
+    on_mount = getattr(BoardScreen, "_bench_on_mount", BoardScreen.on_mount)
+    BoardScreen._bench_on_mount = on_mount
 
     def timed_mount(screen) -> None:
         mounted_at.append(time.perf_counter())
@@ -198,6 +223,7 @@ async def app_scenario(title: str, service, users: int, note: str) -> None:
             await asyncio.sleep(0.002)
         loaded = time.perf_counter() - start
         worst_sort = await sorts(pilot, board)
+        settle = await settled(pilot, board)
         await screen.action_filter()                 # what "/" does: mount and focus the field
         field = screen.query_one("#filter", Input)
 
@@ -212,9 +238,18 @@ async def app_scenario(title: str, service, users: int, note: str) -> None:
         pass
     poll = time.perf_counter() - t
     mounted = mounted_at[0] - start
-    report(title, first - mounted, loaded - mounted, worst_sort, keys,
-           f"{note}; times from the board's mount, which came {mounted:.2f} s after start; "
-           f"a full listing (one poll) takes {poll * 1000:.0f} ms", peak)
+    return {"first": first - mounted, "loaded": loaded - mounted, "sort": worst_sort, "keys": keys,
+            "peak": peak, "mounted": mounted, "poll": poll, "settle": settle}
+
+
+def app_report(title: str, runs: list[dict], note: str, floor: float | None = None) -> None:
+    best = min(runs, key=lambda run: run["loaded"])
+    keys = min(runs, key=lambda run: statistics.median(run["keys"]))["keys"]
+    report(title, min(run["first"] for run in runs), best["loaded"], min(run["sort"] for run in runs), keys,
+           f"{note}; best of {len(runs)} round(s); times from the board's mount, which came "
+           f"{best['mounted']:.2f} s after start; settled {best['settle']:.1f} s after the sorts; "
+           f"a full listing (one poll) takes {best['poll'] * 1000:.0f} ms",
+           max(run["peak"] for run in runs), floor)
 
 
 async def scenario_file(users: int) -> None:
@@ -227,13 +262,14 @@ async def scenario_file(users: int) -> None:
     service = AuthService(settings, face="tui")
     await service.store.primary.put_many(records(users, time.time()))
     try:
-        await app_scenario(f"file: the whole app, file tier, {users:,} users", service, users, "unencrypted")
+        app_report(f"file: the whole app, file tier, {users:,} users", [await app_scenario(service, users)],
+                   "unencrypted")
     finally:
         await service.aclose()
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def scenario_postgres(rows: int, dsn: str) -> None:
+async def scenario_postgres(rows: int, dsn: str, rounds: int) -> None:
     try:
         import asyncpg
 
@@ -262,10 +298,25 @@ async def scenario_postgres(rows: int, dsn: str) -> None:
         t = time.perf_counter()
         await service.store.primary.put_many(records(rows, time.time()))
         seeded = time.perf_counter() - t
+        from console.store.postgres import SELECT_ALL_HIDDEN
+
+        raw = await asyncpg.connect(settings.database_url)
         try:
-            await app_scenario(f"postgres: the whole app, PostgreSQL, {rows:,} users", service, rows,
-                               f"encrypted at rest; seeded in {seeded:.1f} s")
+            runs, listings = [], []
+            for _ in range(max(1, rounds)):           # interleaved: the raw listing, then the app
+                t = time.perf_counter()
+                listed = await raw.fetch(SELECT_ALL_HIDDEN)
+                listings.append(time.perf_counter() - t)
+                assert len(listed) == rows
+                del listed
+                runs.append(await app_scenario(service, rows))
+            floor = min(listings) + min(run["first"] for run in runs)
+            print(f"  floor: raw asyncpg listing of the same columns {min(listings):.3f} s (best of "
+                  f"{len(listings)}) + the board's first paint {min(run['first'] for run in runs):.3f} s", flush=True)
+            app_report(f"postgres: the whole app, PostgreSQL, {rows:,} users", runs,
+                       f"encrypted at rest; seeded in {seeded:.1f} s", floor)
         finally:
+            await raw.close()
             await service.aclose()
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -280,6 +331,7 @@ def main() -> int:
     parser.add_argument("--only", default="view,file,postgres")
     parser.add_argument("--dsn", default=os.environ.get("TEST_DATABASE_URL",
                                                         "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--rounds", type=int, default=2, help="PostgreSQL rounds (best counts)")
     parser.add_argument("--scenario", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for name in ("DATABASE_URL", "REDIS_URL", "CLAUDE_ACCESS_TOKEN", "CLAUDE_TOKEN_ENCRYPTION_KEY"):
@@ -289,12 +341,13 @@ def main() -> int:
     elif args.scenario == "file":
         asyncio.run(scenario_file(args.file_users))
     elif args.scenario == "postgres":
-        asyncio.run(scenario_postgres(args.rows, args.dsn))
+        asyncio.run(scenario_postgres(args.rows, args.dsn, args.rounds))
     else:
         print(f"board benchmark ({SIZE[0]}x{SIZE[1]} headless, python {sys.version.split()[0]})", flush=True)
         for name in args.only.split(","):
             subprocess.run([sys.executable, __file__, "--scenario", name.strip(), "--rows", str(args.rows),
-                            "--file-users", str(args.file_users), "--dsn", args.dsn], check=False)
+                            "--file-users", str(args.file_users), "--dsn", args.dsn, "--rounds", str(args.rounds)],
+                           check=False)
     return 0
 
 

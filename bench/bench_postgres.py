@@ -1,17 +1,19 @@
 """PostgreSQL tier speed, each figure against raw asyncpg measured in the same run.
 
 1. ``get_access_token`` from PostgreSQL, cold (no memory cache, no Redis): median per call
-   must be <= 1.5x a raw prepared asyncpg primary-key SELECT of the same row + decrypting
+   must be <= 1.3x a raw prepared asyncpg primary-key SELECT of the same row + decrypting
    both tokens.
 2. Listing 100 000 users for the board (``list_users``: one query, nothing decrypted): must be
-   <= 1.5x a raw asyncpg SELECT of the same rows and columns (the listing's own query, fetched
+   <= 1.2x a raw asyncpg SELECT of the same rows and columns (the listing's own query, fetched
    with no records built), the strictest reading of "the same rows". Also printed, for
    reference: a raw ``SELECT *``, which carries the ciphertext the listing never fetches.
 
-Creates and drops its own database. A report, not a test: prints the figures, exits 0.
+Ours and the floor alternate call by call (reads) or round by round (listings), and the best
+round of each counts: other work on the machine swings single figures 2-3x. Creates and drops
+its own database. A report, not a test: prints the figures, exits 0.
 
     python bench/bench_postgres.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
-                                   [--users 100000] [--calls 20000]
+                                   [--users 100000] [--calls 20000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import tempfile
 import time
 import uuid
 
-LIMIT = 1.5
+READ_LIMIT = 1.3
+LIST_LIMIT = 1.2
 GET_USERS = 500
 
 
@@ -39,8 +42,9 @@ def records(n: int, now: float):
             for i in range(n)]
 
 
-async def bench_get(service, dsn: str, calls: int) -> tuple[float, float]:
-    """Median µs per call: (get_access_token, raw prepared SELECT + decrypt), interleaved."""
+async def bench_get(service, dsn: str, calls: int, rounds: int) -> tuple[float, float]:
+    """µs per call, the best round's median of each: (get_access_token, raw prepared SELECT +
+    decrypt), call by call interleaved."""
     import asyncpg
 
     from console.store.postgres import SELECT_ONE
@@ -55,19 +59,23 @@ async def bench_get(service, dsn: str, calls: int) -> tuple[float, float]:
         for uid in users:  # warm both paths (pool, prepared statements, the once-a-minute touch)
             await service.get_access_token(uid)
             await stmt.fetchrow(uid)
-        ours, raw = [], []
+        best_ours = best_raw = float("inf")
         clock = time.perf_counter
-        for n in range(calls):
-            uid = users[n % GET_USERS]
-            t = clock()
-            await service.get_access_token(uid)
-            ours.append(clock() - t)
-            t = clock()
-            row = await stmt.fetchrow(uid)
-            keyring.decrypt(row[1], uid)
-            keyring.decrypt(row[2], uid)
-            raw.append(clock() - t)
-        return statistics.median(ours) * 1e6, statistics.median(raw) * 1e6
+        for _ in range(rounds):
+            ours, raw = [], []
+            for n in range(max(1, calls // rounds)):
+                uid = users[n % GET_USERS]
+                t = clock()
+                await service.get_access_token(uid)
+                ours.append(clock() - t)
+                t = clock()
+                row = await stmt.fetchrow(uid)
+                keyring.decrypt(row[1], uid)
+                keyring.decrypt(row[2], uid)
+                raw.append(clock() - t)
+            best_ours = min(best_ours, statistics.median(ours))
+            best_raw = min(best_raw, statistics.median(raw))
+        return best_ours * 1e6, best_raw * 1e6
     finally:
         await conn.close()
 
@@ -101,7 +109,7 @@ async def bench_list(service, dsn: str, expected: int, repeats: int = 5) -> tupl
         await conn.close()
 
 
-async def main(dsn: str, users: int, calls: int) -> None:
+async def main(dsn: str, users: int, calls: int, rounds: int) -> None:
     try:
         import asyncpg
     except ImportError as exc:
@@ -127,16 +135,16 @@ async def main(dsn: str, users: int, calls: int) -> None:
             t = time.perf_counter()
             await service.store.primary.put_many(records(users, time.time()))
             print(f"seeded {users:,} encrypted rows in {time.perf_counter() - t:.1f} s")
-            ours, raw = await bench_get(service, db, calls)
+            ours, raw = await bench_get(service, db, calls, rounds)
             ratio = ours / raw
-            print(f"get_access_token from PostgreSQL, cold: median {ours:.0f} µs per call; raw prepared "
-                  f"asyncpg primary-key SELECT + decrypt: {raw:.0f} µs; ratio {ratio:.2f} "
-                  f"(limit {LIMIT:.1f}x) -> {'ok' if ratio <= LIMIT else 'OVER'}")
-            ours, raw, narrow = await bench_list(service, db, users)
+            print(f"get_access_token from PostgreSQL, cold (best median of {rounds} rounds): {ours:.0f} µs per "
+                  f"call; floor (raw prepared asyncpg primary-key SELECT + decrypt) {raw:.0f} µs; ratio "
+                  f"{ratio:.2f}x (limit {READ_LIMIT}x, lower is better) -> {'ok' if ratio <= READ_LIMIT else 'OVER'}")
+            ours, raw, narrow = await bench_list(service, db, users, rounds)
             ratio = ours / narrow
-            print(f"listing {users:,} users for the board: {ours * 1000:.0f} ms; raw asyncpg SELECT of the "
-                  f"same rows and columns: {narrow * 1000:.0f} ms; ratio {ratio:.2f} (limit {LIMIT:.1f}x) -> "
-                  f"{'ok' if ratio <= LIMIT else 'OVER'}")
+            print(f"listing {users:,} users for the board (best of {rounds} rounds): {ours * 1000:.0f} ms; floor "
+                  f"(raw asyncpg SELECT of the same rows and columns) {narrow * 1000:.0f} ms; ratio {ratio:.2f}x "
+                  f"(limit {LIST_LIMIT}x, lower is better) -> {'ok' if ratio <= LIST_LIMIT else 'OVER'}")
             print(f"  (for reference: raw asyncpg SELECT * of the rows, ciphertext included: "
                   f"{raw * 1000:.0f} ms; ratio {ours / raw:.2f})")
     finally:
@@ -150,6 +158,7 @@ if __name__ == "__main__":
                                                         "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    asyncio.run(main(args.dsn, args.users, args.calls))
+    asyncio.run(main(args.dsn, args.users, args.calls, args.rounds))
     sys.exit(0)

@@ -446,7 +446,7 @@ class AuthService:
             )
             # The old refresh token is dead now: the new one goes to the rescue journal before
             # anything else, then to the store; only then is the journal entry done.
-            slot, journal_error = self._journal_append(fresh, current.version)
+            slot, journal_error = await self._journal_append(fresh, current.version)
             if slot is not None:  # (kill -9 window, crash window): bench/bench_rescue.py
                 self.rescue_window = (self.journal.written_at - answered, time.monotonic() - answered)
             if self._save_delay:
@@ -512,10 +512,10 @@ class AuthService:
 
     # -- rotated but not yet stored: the rescue journal, holding, landing ----------------
 
-    def _journal_append(self, record: TokenRecord, base_version: int) -> tuple[int | None, str | None]:
+    async def _journal_append(self, record: TokenRecord, base_version: int) -> tuple[int | None, str | None]:
         """Write the rotated record to the rescue journal; ``(slot, None)`` or ``(None, why not)``."""
         try:
-            return self.journal.append(record, base_version), None
+            return await self.journal.append_durably(record, base_version), None
         except StorageError as exc:
             log.error("user %s: the rescue journal did not take the new token (%s); it is held in "
                       "memory until the store takes it", record.user_id, exc.message)
@@ -776,7 +776,7 @@ class AuthService:
                 version=existing.version if existing and existing.source != "env" else 0,
             )
             # The code is spent: these tokens exist nowhere else. Journal first, as a refresh does.
-            slot, journal_error = self._journal_append(record, record.version)
+            slot, journal_error = await self._journal_append(record, record.version)
             try:
                 saved = await self._save_tokens(uid, record)
             except StaleWrite:

@@ -56,6 +56,44 @@ def test_journal_is_private_preallocated_sealed_and_bounded(tmp_path):
     assert RescueJournal(journal.path, Keyring.from_spec(generate_key())).pending() == []  # other key: skipped
 
 
+async def test_concurrent_appends_share_syncs_and_each_is_on_disk_when_it_returns(tmp_path, monkeypatch):
+    """32 refreshes at once: each waits until its entry is synced, but they share the syncs
+    (group commit) instead of 32 in a row; a failed sync fails every waiter it covered."""
+    journal = RescueJournal(tmp_path / "journal", Keyring.from_spec(generate_key()), slots=64)
+    journal.open()
+    synced_upto: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        written = journal._writes     # every entry written before this sync is covered by it
+        time.sleep(0.02)
+        real(fd)
+        synced_upto.append(written)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+
+    async def one(n: int) -> int:
+        slot = await journal.append_durably(record(f"u{n}", 1), 0)
+        assert synced_upto and max(synced_upto) >= slot + 1   # slot k is the (k+1)th entry written
+        return slot
+
+    slots = await asyncio.gather(*(one(n) for n in range(32)))
+    assert sorted(slots) == list(range(32))
+    assert 1 <= len(synced_upto) <= 4 and synced_upto[-1] == 32
+    assert sorted(e.user_id for e in RescueJournal(journal.path, journal.keyring).pending()) == \
+        sorted(f"u{n}" for n in range(32))
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    results = await asyncio.gather(*(journal.append_durably(record(f"v{n}", 1), 0) for n in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, StorageError) and "Input/output error" in r.message for r in results)
+    monkeypatch.setattr(os, "fdatasync", real)
+    assert await journal.append_durably(record("w", 1), 0) >= 0   # the next sync works again
+
+
 def test_journal_append_works_on_a_full_disk(tiny_disk):
     journal = RescueJournal(tiny_disk.path / "rescue" / "journal", Keyring.from_spec(generate_key()), slots=64)
     journal.open()

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Mapping
 
 from ..tokens import TokenRecord
 from .refresh_rule import RefreshRule
@@ -16,7 +16,12 @@ from .refresh_rule import RefreshRule
 if TYPE_CHECKING:
     from ..crypto import Keyring
 
-UP, DOWN, NOT_CONFIGURED = "up", "down", "not configured"
+# A tier's state in ``health``: "held" (the rescue journal keeps tokens not yet stored) and
+# "locked" (stored rows no configured key opens) are the service's own lines.
+TierState = Literal["up", "down", "not configured", "held", "locked"]
+UP: TierState = "up"
+DOWN: TierState = "down"
+NOT_CONFIGURED: TierState = "not configured"
 
 
 @dataclass
@@ -99,7 +104,7 @@ class AuditEvent:
 @dataclass
 class TierHealth:
     name: str
-    state: str                  # up, down, not configured
+    state: TierState
     detail: str = ""
     writable: bool = False
 

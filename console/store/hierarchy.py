@@ -130,7 +130,7 @@ class Hierarchy:
         return None, None
 
     async def list(self, secrets: bool = False) -> list[TokenRecord]:
-        seen: dict[str, TokenRecord] = {}
+        listed: list[list[TokenRecord]] = []
         for tier in self.backends:
             try:
                 records = await tier.list(secrets)
@@ -139,9 +139,15 @@ class Hierarchy:
                     raise
                 self._skip(tier, exc)
                 continue
+            if records:
+                listed.append(records)
+            self._note_unreadable(tier)
+        if len(listed) == 1:   # one tier holds users (the usual case): its ids are unique already
+            return listed[0]
+        seen: dict[str, TokenRecord] = {}
+        for records in listed:
             for record in records:
                 seen.setdefault(record.user_id, record)
-            self._note_unreadable(tier)
         return list(seen.values())
 
     def _note_unreadable(self, tier: Tier) -> None:

@@ -25,7 +25,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Literal, get_args
 
 from ..errors import BackupError, StorageError, UsageError
 from ..store.base import AuditEvent
@@ -69,13 +69,18 @@ async def open_backup(path: str | Path, passphrase: str, *, allow_weak_kdf: bool
     return contents
 
 
+# What the backup holds against what is stored, and what the restore does about it.
+ChangeKind = Literal["new", "older", "newer", "conflict", "same", "invalid"]
+ChangeAction = Literal["add", "replace", "keep", "none", "refuse"]
+
+
 @dataclass
 class Change:
     """One user of a restore: what the backup holds against what is stored, and what happens."""
 
     user_id: str
-    kind: str                       # new, older, newer, conflict, same
-    action: str                     # add, replace, keep, none
+    kind: ChangeKind
+    action: ChangeAction
     backup_updated_at: float
     stored_updated_at: float | None = None
     stored_version: int = 0
@@ -102,7 +107,7 @@ class RestorePlan:
     tier: str = ""
 
     def counts(self) -> dict[str, int]:
-        out = {k: 0 for k in ("new", "older", "newer", "conflict", "same", "invalid")}
+        out = {k: 0 for k in get_args(ChangeKind)}
         for change in self.changes:
             out[change.kind] += 1
         return out

@@ -13,7 +13,8 @@ import time
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
-from itertools import accumulate, compress, repeat
+from collections import Counter
+from itertools import accumulate, chain, compress, repeat
 from typing import Callable, Iterable
 
 from rich.cells import cell_len, set_cell_size
@@ -231,6 +232,51 @@ class _TextIndex:
         return hits
 
 
+def _grams(text: str) -> set[str]:
+    """The one- and two-character strings in ``text``."""
+    return {*text, *map(str.__add__, text, text[1:])}
+
+
+# Rows whose grams are counted per timer tick while the board is idle.
+_GRAM_CHUNK = 500
+
+
+class _GramCounts:
+    """How many rows hold each one- and two-character string.
+
+    A one- or two-character term is in most rows, so neither the joined text (too many hits)
+    nor the recent results help with it, and testing every row costs a full scan per
+    keystroke. Its count answers the common cases at once: in every row (the term changes
+    nothing), in none (nothing matches); a longer term with a two-character piece no row
+    holds matches nothing. Counted in chunks while idle, then kept by each change.
+    """
+
+    __slots__ = ("counts", "rows")
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.rows = 0
+
+    def add(self, texts: Iterable[str]) -> None:
+        texts = list(texts)
+        self.counts.update(chain.from_iterable(map(_grams, texts)))
+        self.rows += len(texts)
+
+    def remove(self, text: str) -> None:
+        self.counts.subtract(_grams(text))
+        self.rows -= 1
+
+    def rows_with(self, term: str) -> int | None:
+        """Exactly how many rows hold a term of one or two characters; for a longer one, 0 when
+        no row can hold it, else ``None`` (unknown)."""
+        if len(term) <= 2:
+            return self.counts.get(term, 0)
+        counts = self.counts
+        if any(counts.get(term[i:i + 2], 0) == 0 for i in range(len(term) - 1)):
+            return 0
+        return None
+
+
 class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     """Every user, one line each; a fixed header line shows the columns and the sort.
 
@@ -288,6 +334,9 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._order_text: list[str] = []
         self._index: _TextIndex | None = None     # the order's texts joined (built when filtering)
         self._recent: dict = {}                   # (query, reversed) -> (ids, texts), see _RECENT
+        self._grams: _GramCounts | None = None    # ready when counted over every row
+        self._gram_work: tuple[_GramCounts, list[str], int] | None = None   # (counts, texts, next)
+        self._gram_timer = None
         self._view: list[str] = []
         self._view_text: list[str] = []
         self._filter = ""
@@ -531,6 +580,13 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 if record.user_id in records:
                     self._unplace(record.user_id)
         keys, key_of, buffer = self._keys, self._key_of, self._buffer
+        grams = self._grams if few else None
+        if grams is not None:   # a few rows: keep the counts by taking their old texts out
+            for uid in removed:
+                grams.remove(text[uid])
+            for record in changed:
+                if record.user_id in text:
+                    grams.remove(text[record.user_id])
         for uid in removed:
             counts[status.pop(uid)] -= 1
             del records[uid], text[uid], keys[uid]
@@ -548,6 +604,10 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 edge = record.expires_at - buffer
                 if edge > now or record.expires_at > now:
                     edges.append((edge if edge > now else record.expires_at, next(self._seq), uid, record))
+        if grams is not None:
+            grams.add(text[record.user_id] for record in changed)
+        else:
+            self._count_grams_soon()
         if len(edges) > 64 or len(self._edges) > 4 * len(records) + 1024:
             # Bulk: one heapify. Also drops entries of rows that changed since (they pile up).
             self._edges = [e for e in self._edges if records.get(e[2]) is e[3]] + edges
@@ -626,6 +686,33 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             self._text.update(zip(self._order[start:end], packed))
         self._pack_at = end
 
+    def _count_grams_soon(self) -> None:
+        """The gram counts are stale: count every row again, in steps, once changes pause."""
+        self._grams = self._gram_work = None
+        if self._gram_timer is not None:
+            self._gram_timer.stop()
+            self._gram_timer = None
+        if len(self._text) < _PACK_CHUNK or not self.is_attached:
+            return   # (few rows: testing each one is quick enough)
+        self._gram_timer = self.set_timer(_PACK_SETTLE, self._start_counting)
+
+    def _start_counting(self) -> None:
+        self._gram_work = (_GramCounts(), list(self._text.values()), 0)
+        self._gram_timer = self.set_interval(_PACK_EVERY, self._count_step)
+
+    def _count_step(self) -> None:
+        work = self._gram_work
+        if work is None:   # a tick queued before the timer stopped
+            return
+        grams, texts, start = work
+        grams.add(texts[start:start + _GRAM_CHUNK])
+        if start + _GRAM_CHUNK < len(texts):
+            self._gram_work = (grams, texts, start + _GRAM_CHUNK)
+            return
+        self._gram_timer.stop()
+        self._gram_timer = self._gram_work = None
+        self._grams = grams
+
     def _unplace(self, uid: str) -> None:
         order = self._order
         i = bisect_left(order, self._keys[uid], key=self._key)
@@ -645,6 +732,14 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         terms = query.split()
         usage_terms = [t for t in terms if usage_term(t) is not None]
         terms = [t for t in terms if t not in usage_terms]
+        grams = self._grams
+        if grams is not None and terms:   # terms every row holds change nothing; one no row holds empties the view
+            found = [(term, grams.rows_with(term)) for term in terms]
+            if any(count == 0 for _, count in found):
+                self._view, self._view_text = [], []
+                self._filtered_from = query
+                return
+            terms = [term for term, count in found if count != grams.rows]
         narrowing = bool(terms) and not usage_terms and self._filtered_from is not None \
             and self._filtered_from != "" and query.startswith(self._filtered_from)
         recent = self._recent

@@ -226,3 +226,50 @@ async def test_filter_never_matches_across_two_rows_and_equals_a_scan():
                 board.remove(gone)
             assert board.view == expected_view(board, clock), f"step {step} after a change"
         await pilot.pause()
+
+
+async def test_gram_counts_answer_short_terms_and_stay_true_through_changes(monkeypatch):
+    """Past the packing size the board counts each row's one- and two-character strings while
+    idle: a term every row holds is dropped, one no row holds empties the view, and the
+    counts follow later small changes (adds, edits, removals), so every filter still gives the
+    view a row-by-row test gives."""
+    import console.widgets.board_view as board_view
+
+    monkeypatch.setattr(board_view, "_PACK_CHUNK", 300)
+    monkeypatch.setattr(board_view, "_GRAM_CHUNK", 100)
+    rng = random.Random(5)
+    clock = Clock()
+    app = Host(clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(BoardView)
+        users = [make(f"u{i:04d}", rng) for i in range(700)]
+        board.set_records(users)
+        await wait_until(pilot, lambda: board._grams is not None, "the gram counts", 10.0)
+        grams = board._grams
+        assert grams.rows == 700 and grams.rows_with("u0") == 700   # every user id starts "u0"
+        queries = ("u", "u0", "u0 x", "zq", "q", "u06", "u0 corp", "needs", "e", "ex", "u01 a")
+
+        def check(tag: str) -> None:
+            for reverse in (False, True):
+                board.sort_by("user", reverse=reverse)
+                for query in queries:
+                    board.set_filter(query)
+                    assert board.view == expected_view(board, clock), (tag, reverse, query)
+                board.set_filter("")
+
+        check("loaded")
+        board.set_records([users[1].evolve(account_email="zq@odd.example"),       # a new gram
+                           make("x9999", rng)], complete=False)                   # a row without "u0"
+        board.remove(["u0003"])
+        assert board._grams is grams and grams.rows == 700
+        assert grams.rows_with("zq") == 1 and grams.rows_with("u0") == 699
+        check("changed")
+        recount = board_view._GramCounts()
+        recount.add(board._text.values())
+        assert +grams.counts == +recount.counts      # kept by the changes == counted afresh
+        board.set_records(users[:400])               # a bulk change: counted again, then used
+        assert board._grams is None
+        check("recounting")
+        await wait_until(pilot, lambda: board._grams is not None, "the gram counts again", 10.0)
+        assert board._grams.rows == 400
+        check("recounted")
