@@ -158,16 +158,6 @@ class Settings:
             raise ConfigError("claude_oauth.user_agent: must not be empty",
                               hint=f"leave it unset for the default {USER_AGENT!r}")
 
-    def warnings(self) -> list[str]:
-        """What an operator should hear at start: configured hosts that have moved."""
-        out = []
-        for key in ("authorize_url", "token_url", "redirect_uri", "refresh_url"):
-            host = urlsplit(getattr(self, key) or "").hostname or ""
-            if host in MOVED_HOSTS:
-                out.append(f"claude_oauth.{key} names {host}, which Claude no longer serves OAuth on; "
-                           f"the current host is {MOVED_HOSTS[host]} (e.g. {_CURRENT[key]})")
-        return out
-
     def _where(self, name: str) -> str:
         return self.sources.get(name, f"claude_oauth.{name}")
 

@@ -22,6 +22,7 @@ from . import oauth as oauth_mod
 from .errors import AccountBlocked, ConsoleError, NotLoggedIn
 from .tokens import Status, TokenRecord
 from .usage import PROFILE_INTERVAL, AccountFacts, BadAnswer, parse_profile, parse_usage
+from .users import fix_command
 
 if TYPE_CHECKING:
     from .service import AuthService
@@ -83,16 +84,21 @@ async def _refusal(service: "AuthService", uid: str, response, what: str) -> str
     return refused.message
 
 
+async def _stored(service: "AuthService", uid: str) -> tuple[TokenRecord, Status]:
+    """The user's record and its status, or ``NotLoggedIn`` with the fix."""
+    record = await service.cached_record(uid)
+    if record is None:
+        raise NotLoggedIn(f"user {uid!r} is not logged in", hint=f"run: {fix_command('login', uid)}")
+    return record, service.status_of(record)
+
+
 async def fetch_usage(service: "AuthService", user_id: str, *, claimed: bool = False,
                       owner: str | None = None) -> AccountFacts:
     """Ask for one user's usage if the lease allows (``claimed``: the caller holds it already);
     return the stored facts either way."""
     uid = service.user(user_id)
     owner = owner or owner_of(service)
-    record = await service.cached_record(uid)
-    if record is None:
-        raise NotLoggedIn(f"user {uid!r} is not logged in", hint=f"run: claude-console login --user {uid}")
-    status = service.status_of(record)
+    record, status = await _stored(service, uid)
     why = skip_reason(record, status)
     if why is not None:
         return await _note(service, uid, {"usage_error": why})
@@ -141,10 +147,7 @@ async def fetch_profile(service: "AuthService", user_id: str, *, force: bool = F
     now = service.clock.now()
     if not force and facts.profile_fetched_at and now - facts.profile_fetched_at < PROFILE_INTERVAL:
         return facts
-    record = await service.cached_record(uid)
-    if record is None:
-        raise NotLoggedIn(f"user {uid!r} is not logged in", hint=f"run: claude-console login --user {uid}")
-    status = service.status_of(record)
+    record, status = await _stored(service, uid)
     why = skip_reason(record, status)
     if why is not None:
         return await _note(service, uid, {"profile_error": f"profile unknown ({why})"})
