@@ -1048,6 +1048,19 @@ class AuthService:
 
         return await usage_poll.load_many(self, user_ids)
 
+    def stale_usage(self, user_ids: list[str], facts: dict[str, Any]) -> list[str]:
+        """Of ``user_ids``, those whose stored usage (``facts``, as ``usage_of`` returns it) is
+        older than ``usage_interval``: neither answered nor refused within it, and not waiting
+        out a ``retry-after``. A face that shows usage asks for these (under the lease)."""
+        now, interval = self.clock.now(), self.settings.usage_interval
+        out = []
+        for uid in user_ids:
+            f = facts.get(uid)
+            if f is None or (max(f.usage_fetched_at or 0.0, f.usage_error_at or 0.0) + interval <= now
+                             and (f.next_usage_at or 0.0) <= now):
+                out.append(uid)
+        return out
+
     async def with_usage(self, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``status_report`` dicts plus ``plan`` and ``usage`` (the model ``usage --json`` prints),
         read from the store; a store without facts, or one that fails, leaves them null."""

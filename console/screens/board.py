@@ -7,6 +7,7 @@ chained (the next is armed when the last one lands), so they never overlap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -20,6 +21,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, ProgressBar
 from textual.worker import Worker
 
+from ..errors import ConsoleError
 from ..tokens import TokenRecord, count_text, format_duration
 from ..ui.hints import BOARD, with_keys
 from ..ui.host import console_app
@@ -98,6 +100,7 @@ PAGE_SIZE = 20000         # users per later page
 POLL_COST_FACTOR = 4.0    # wait at least this many times as long as the last poll took
 WATCH_EVERY = 0.5         # a store that says what changed is asked this often (changes show within 1 s)
 USAGE_EVERY = 15.0        # stored usage and plan are re-read this often (the refresher writes them)
+ASK_AT_ONCE = 10          # on-screen users with stale usage asked for per read (each under the lease)
 HEALTH_EVERY = 30.0       # while only changes are read, storage health is re-read this often
 
 # Digits pick the first nine columns; the usage columns have letters of their own.
@@ -237,10 +240,19 @@ class BoardScreen(Screen[None]):
             self.post_message(Polled(seen, health, time.monotonic() - started, cursor))
 
     async def _read_usage(self, service) -> None:
-        """Every user's stored plan and usage; the board never asks Claude itself here."""
+        """Every user's stored plan and usage. Users on screen whose usage is older than
+        ``usage_interval`` (no refresher is polling them) are asked for, under the same shared
+        lease as the refresher's, so a board adds no request a refresher already made."""
         self._usage_at = time.monotonic()
         try:
-            self.post_message(PolledUsage(await service.usage_of(None)))
+            facts = await service.usage_of(None)
+            self.post_message(PolledUsage(facts))
+            stale = service.stale_usage(self.board.on_screen(), facts)
+            if stale:
+                for uid in stale[:ASK_AT_ONCE]:
+                    with contextlib.suppress(ConsoleError):  # kept with the user's facts; shown on the row
+                        await service.usage(uid, fresh=True)
+                self.post_message(PolledUsage(await service.usage_of(None)))
         except Exception as exc:  # noqa: BLE001 - usage is optional: tokens still show
             log.info("usage not read: %s", exc)
 

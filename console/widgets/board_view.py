@@ -390,6 +390,11 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     def selected_user_id(self) -> str | None:
         return self._view[self._cursor] if self._view else None
 
+    def on_screen(self) -> list[str]:
+        """User ids of the rows drawn now (the board asks Claude about these, and no others)."""
+        top = int(self.scroll_offset.y)
+        return self._view[top:top + self._body_height]
+
     def record(self, user_id: str) -> TokenRecord | None:
         return self._records.get(user_id)
 

@@ -65,3 +65,35 @@ def test_usage_terms():
     assert usage_term("any>=95")(cells) and usage_term("plan:max20x")(cells)
     assert not usage_term("5h>80")(UsageCells())
     assert usage_term("alice") is None and usage_term("5h") is None
+
+
+async def test_without_a_refresher_the_board_asks_for_the_users_on_screen_once(service, login, emulator,
+                                                                             monkeypatch):
+    """No refresher runs: the board asks Claude for the usage of the rows it shows (and no
+    others), once per user within ``usage_interval``, under the shared lease."""
+    import console.screens.board as board_screen
+
+    monkeypatch.setattr(board_screen, "USAGE_EVERY", 0.3)  # re-read often: it must still ask only once
+    emulator.state.configure(profile_shape="email")
+    users = [f"u{i:02d}" for i in range(30)]
+    for uid in users:
+        await login(service, uid)
+    asked_at_login = emulator.state.usage_counts()
+    app = ConsoleApp(service, refresh_interval=0.2)
+    async with app.run_test(size=(100, 16)) as pilot:   # a short screen: most rows are off it
+        board = await loaded_board(pilot)
+        shown = list(board.on_screen())
+        assert 0 < len(shown) < len(users)
+
+        def asked() -> dict[str, int]:
+            counts = emulator.state.usage_counts()
+            return {email.split("@")[0]: n - asked_at_login.get(email, 0) for email, n in counts.items()}
+
+        await wait_until(pilot, lambda: {uid for uid, n in asked().items() if n} >= set(shown),
+                         timeout=15, what="a usage request for every row on screen")
+        await wait_until(pilot, lambda: all(board.usage_of(uid) is not None for uid in shown),
+                         timeout=15, what="usage for every row on screen")
+        await pilot.pause(1.0)   # several more usage reads: none may ask again
+    asked = asked()
+    assert {uid for uid, n in asked.items() if n} == set(shown)
+    assert all(n == 1 for uid, n in asked.items() if uid in shown), asked
