@@ -300,3 +300,40 @@ def test_login_at_80x24_by_scanning_the_code_off_the_terminal(tmp_path):
                       "the success message")
     finally:
         tmux.stop(("Escape", "Escape", "q"))
+
+
+async def test_usage_on_the_board_in_tmux(tmp_path, console_env, emulator, service, login):
+    """The board in a real terminal shows each account's 5-hour and weekly usage, asked for by
+    the board itself (no refresher runs), and sorts by it with ``u``."""
+    binary = _tmux_binary()
+    emulator.state.configure(profile_shape="email", usage_by_email={
+        "ada@example.com": {"five_hour": 96, "seven_day": 20},
+        "bob@example.com": {"five_hour": 12, "seven_day": 85}})
+    for uid in ("ada", "bob"):
+        await login(service, uid)
+    await service.aclose()   # the terminal's console is the only process from here on
+    home, tmp = tmp_path / "home-tmux", tmp_path / "tmp-tmux"
+    home.mkdir()
+    tmp.mkdir()
+    env = {**_clean_env(str(home), str(tmp)), **console_env}
+    command = shlex.quote(str(SCRIPT)) if SCRIPT.exists() else f"{shlex.quote(sys.executable)} -m console"
+    tmux = Tmux(binary, env)
+
+    def rows(screen: str) -> list[str]:
+        return [line for line in screen.splitlines() if "@example.com" in line]
+
+    try:
+        tmux.start(command, size=(120, 30))
+        text = tmux.wait_for(lambda s: any("96%" in line for line in rows(s)) and
+                             any("12%" in line for line in rows(s)), "the 5H usage of both users", timeout=30)
+        assert "96%!!" in next(line for line in rows(text) if "ada" in line)  # readable without colour
+        tmux.keys("u")   # sort by 5-hour usage, then again to reverse
+        first = tmux.wait_for(lambda s: len(rows(s)) == 2, "the sorted rows")
+        tmux.keys("u")
+        second = tmux.wait_for(lambda s: len(rows(s)) == 2 and rows(s) != rows(first), "the order to flip")
+        order = [("ada" if "ada@" in line else "bob") for line in rows(second)]
+        assert sorted(order) == ["ada", "bob"] and order != [("ada" if "ada@" in line else "bob")
+                                                               for line in rows(first)]
+    finally:
+        tmux.stop(("Escape", "q"))
+    assert sorted(emulator.state.usage_counts()) == ["ada@example.com", "bob@example.com"]
