@@ -327,13 +327,15 @@ async def test_usage_on_the_board_in_tmux(tmp_path, console_env, emulator, servi
         text = tmux.wait_for(lambda s: any("96%" in line for line in rows(s)) and
                              any("12%" in line for line in rows(s)), "the 5H usage of both users", timeout=30)
         assert "96%!!" in next(line for line in rows(text) if "ada" in line)  # readable without colour
-        tmux.keys("u")   # sort by 5-hour usage, then again to reverse
-        first = tmux.wait_for(lambda s: len(rows(s)) == 2, "the sorted rows")
-        tmux.keys("u")
-        second = tmux.wait_for(lambda s: len(rows(s)) == 2 and rows(s) != rows(first), "the order to flip")
-        order = [("ada" if "ada@" in line else "bob") for line in rows(second)]
-        assert sorted(order) == ["ada", "bob"] and order != [("ada" if "ada@" in line else "bob")
-                                                               for line in rows(first)]
+        def order(screen: str) -> list[str]:
+            return ["ada" if "ada@" in line else "bob" for line in rows(screen)]
+
+        tmux.keys("u")   # sort by 5-hour usage: lowest first
+        tmux.wait_for(lambda s: "sorted by 5h" in s and "(reversed)" not in s and order(s) == ["bob", "ada"],
+                      "the 5h sort, lowest first")
+        tmux.keys("u")   # again: highest first
+        tmux.wait_for(lambda s: "sorted by 5h (reversed)" in s and order(s) == ["ada", "bob"],
+                      "the 5h sort reversed, highest first")
     finally:
         tmux.stop(("Escape", "q"))
     assert sorted(emulator.state.usage_counts()) == ["ada@example.com", "bob@example.com"]
