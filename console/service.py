@@ -1048,6 +1048,13 @@ class AuthService:
 
         return await usage_poll.load_many(self, user_ids)
 
+    async def usage_cells(self, user_ids: list[str] | None = None):
+        """What the board shows of each user's facts (None: everyone): ``{user: UsageCells}``,
+        one cheap read however many users there are."""
+        from . import usage_poll
+
+        return await usage_poll.load_cells(self, user_ids)
+
     def stale_usage(self, user_ids: list[str], facts: dict[str, Any]) -> list[str]:
         """Of ``user_ids``, those whose stored usage (``facts``, as ``usage_of`` returns it) is
         older than ``usage_interval``: neither answered nor refused within it, and not waiting

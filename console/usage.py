@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 DEFAULT_INTERVAL = 300.0          # claude_oauth.usage_interval: one usage request per user per this
 PROFILE_INTERVAL = 86400.0        # a profile at most once a day (and after every login)
@@ -331,14 +332,25 @@ def level(percent: float | None) -> str:
 
 # -- what a board row shows ---------------------------------------------------------------
 
-@dataclass(frozen=True)
-class UsageCells:
-    """A user's plan and window percentages as the board's cells and filters read them."""
+class UsageCells(NamedTuple):
+    """A user's plan and window percentages as the board's cells and filters read them (a
+    tuple: the board holds 100 000 of them)."""
 
     plan: str | None = None
     p5h: float | None = None
     p7d: float | None = None
     peak: float | None = None
+
+
+_plan_words = lru_cache(maxsize=256)(lambda kind, tier: plan_words(kind, tier))
+
+
+def cells_of_brief(brief: tuple) -> tuple[str, UsageCells]:
+    """``(user, organization_type, rate_limit_tier, 5h %, 7d %, peak %)``, as a store reads it
+    without the rest of the facts, -> ``(user, cells)``; the same cells ``usage_cells`` makes."""
+    uid, kind, tier, five, seven, peak = brief
+    plan = _plan_words(kind, tier) if kind is not None or tier is not None else None
+    return uid, UsageCells(plan, five, seven, peak)
 
 
 def usage_cells(facts: AccountFacts | None) -> UsageCells:

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from . import oauth as oauth_mod
 from .errors import AccountBlocked, ConsoleError, NotLoggedIn
 from .tokens import Status, TokenRecord
-from .usage import PROFILE_INTERVAL, AccountFacts, BadAnswer, parse_profile, parse_usage
+from .usage import (PROFILE_INTERVAL, AccountFacts, BadAnswer, UsageCells, cells_of_brief, parse_profile, parse_usage,
+                    usage_cells)
 from .users import fix_command
 
 if TYPE_CHECKING:
@@ -194,6 +195,17 @@ async def load_many(service: "AuthService", user_ids: list[str] | None = None) -
         return {}
     raw = await service.store.load_facts(user_ids)
     return {uid: AccountFacts.from_dict(data) for uid, data in raw.items()}
+
+
+async def load_cells(service: "AuthService", user_ids: list[str] | None = None) -> dict[str, UsageCells]:
+    """Plan and window percentages (None: everyone): the store's brief read where it has one,
+    else the stored facts turned into cells."""
+    if not service.keeps_facts:
+        return {}
+    brief = await service.store.load_brief_facts(user_ids)
+    if brief is not None:
+        return dict(map(cells_of_brief, brief))
+    return {uid: usage_cells(facts) for uid, facts in (await load_many(service, user_ids)).items()}
 
 
 async def poll_due(service: "AuthService", *, concurrency: int = 32, owner: str | None = None,

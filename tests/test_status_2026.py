@@ -42,3 +42,25 @@ def test_every_status_has_a_word_a_meaning_and_a_colour_class():
         assert len(LABELS[status]) <= LABEL_WIDTH and MEANINGS[status]
         assert f".{status_class(status)} " in css
     assert len(LONG_LIVED_LABEL) <= LABEL_WIDTH
+
+
+def test_the_statuses_of_many_records_equal_each_records_status():
+    """The board's bulk path decides the common case itself: for every kind of record, and
+    every moment around its expiry and the buffer, it must agree with ``token_status``."""
+    import itertools
+
+    from console.tokens import TokenRecord, token_status, token_statuses
+
+    now = 1_800_000_000.0
+    kinds = []
+    for refresh, scopes, needs, error in itertools.product(
+            ("r", None), (["user:inference"], ["user:inference", "user:profile"]), (False, True),
+            (None, "account_disabled: gone", "oauth_not_allowed: no")):
+        for left in (-10, 0, 1, 299, 300, 301, 5000):
+            kinds.append(TokenRecord("u", "a", refresh, now + left, scopes=scopes, needs_login=needs,
+                                     last_refresh_error=error))
+    locked = TokenRecord("v", "a", "r", now + 5000)
+    locked.locked = "k1"
+    kinds.append(locked)
+    for buffer in (0.0, 300.0):
+        assert token_statuses(kinds, now, buffer) == [token_status(r, now, buffer) for r in kinds]

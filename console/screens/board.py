@@ -65,11 +65,11 @@ class PolledChanges(Message):
 
 
 class PolledUsage(Message):
-    """Every user's stored plan and usage (``{user: AccountFacts}``), read after a listing."""
+    """Stored plan and usage cells (``{user: UsageCells}``), read beside a listing."""
 
-    def __init__(self, facts: dict) -> None:
+    def __init__(self, cells: dict) -> None:
         super().__init__()
-        self.facts = facts
+        self.cells = cells
 
 
 class PollFailed(Message):
@@ -222,39 +222,55 @@ class BoardScreen(Screen[None]):
                 changes = await service.changes_since(cursor)
                 if not changes.everything:
                     if started - self._usage_at >= USAGE_EVERY:
-                        await self._read_usage(service)
+                        self._read_usage()
                     health = await service.health() if started - self._health_at >= HEALTH_EVERY else None
                     self.post_message(PolledChanges(changes, health, time.monotonic() - started))
                     return
                 cursor = changes.cursor
             else:   # taken before the listing: whatever is written while it runs is read next time
                 cursor = await service.change_cursor()
+            # Plan and usage come from another table: read beside the listing, on another
+            # connection; the users on screen are asked about once the listing is in.
+            self._read_usage(ask=False)
             async for page in service.iter_users(PAGE_SIZE, first=FIRST_PAGE):
                 seen.update(record.user_id for record in page)
                 self.post_message(PolledPage(page))
             health = await service.health()
-            await self._read_usage(service)
         except Exception as exc:  # every failure is one line in a notification
             self.post_message(PollFailed(reason(exc)))
         else:
             self.post_message(Polled(seen, health, time.monotonic() - started, cursor))
 
-    async def _read_usage(self, service) -> None:
-        """Every user's stored plan and usage. Users on screen whose usage is older than
-        ``usage_interval`` (no refresher is polling them) are asked for, under the same shared
-        lease as the refresher's, so a board adds no request a refresher already made."""
+    @work(group="usage", exclusive=True, exit_on_error=False)
+    async def _read_usage(self, ask: bool = True) -> None:
+        """Every user's stored plan and usage cells. Then (``ask``) the users on screen whose
+        usage is older than ``usage_interval`` (no refresher is polling them) are asked for,
+        under the same shared lease as the refresher's, so a board adds no request a
+        refresher made."""
+        service = self.app.service
         self._usage_at = time.monotonic()
         try:
-            facts = await service.usage_of(None)
-            self.post_message(PolledUsage(facts))
-            stale = service.stale_usage(self.board.on_screen(), facts)
-            if stale:
-                for uid in stale[:ASK_AT_ONCE]:
-                    with contextlib.suppress(ConsoleError):  # kept with the user's facts; shown on the row
-                        await service.usage(uid, fresh=True)
-                self.post_message(PolledUsage(await service.usage_of(None)))
+            self.post_message(PolledUsage(await service.usage_cells()))
+            if ask:
+                await self._ask_stale(service)
         except Exception as exc:  # noqa: BLE001 - usage is optional: tokens still show
             log.info("usage not read: %s", exc)
+
+    @work(group="usage-ask", exclusive=True, exit_on_error=False)
+    async def _ask_for_stale(self) -> None:
+        try:
+            await self._ask_stale(self.app.service)
+        except Exception as exc:  # noqa: BLE001 - usage is optional: tokens still show
+            log.info("usage not asked for: %s", exc)
+
+    async def _ask_stale(self, service) -> None:
+        shown = self.board.on_screen()
+        stale = service.stale_usage(shown, await service.usage_of(shown)) if shown else []
+        for uid in stale[:ASK_AT_ONCE]:
+            with contextlib.suppress(ConsoleError):  # kept with the user's facts; shown on the row
+                await service.usage(uid, fresh=True)
+        if stale:
+            self.post_message(PolledUsage(await service.usage_cells(stale[:ASK_AT_ONCE])))
 
     def _poll_finished(self, seconds: float = 0.0) -> None:
         self._polling = False
@@ -273,6 +289,7 @@ class BoardScreen(Screen[None]):
         board = self.board
         with self.app.batch_update():
             board.loading = False
+            board.begin_stream()
             board.set_records(message.records, complete=False)
 
     @on(Polled)
@@ -283,8 +300,10 @@ class BoardScreen(Screen[None]):
             if not board.loaded:
                 board.set_records([])
             board.retain(message.user_ids)
+            board.end_stream()
             board.set_held(self.app.service.held_users())
             self.query_one(HealthBar).show(message.health, board.counts())
+        self._ask_for_stale()
         self._cursor = message.cursor
         self._health, self._health_at = message.health, time.monotonic()
         self._readable_again()
@@ -313,11 +332,12 @@ class BoardScreen(Screen[None]):
 
     @on(PolledUsage)
     def _apply_usage(self, message: PolledUsage) -> None:
-        self.board.set_usage(message.facts)
+        self.board.set_usage(message.cells)
 
     @on(PollFailed)
     def _poll_failed(self, message: PollFailed) -> None:
         self.board.loading = False
+        self.board.end_stream()
         if message.reason != self._last_poll_error:   # say it once, not every poll
             self._last_poll_error = message.reason
             self.notify(message.reason, title="Cannot read the store", severity="error", timeout=10)

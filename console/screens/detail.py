@@ -193,7 +193,7 @@ class DetailScreen(Screen[None]):
 
         widget = self.query_one("#detail-usage", Static)
         facts = self.facts
-        if facts is None:
+        if facts is None or not (facts.usage or facts.usage_error or facts.profile or facts.profile_error):
             widget.update("not fetched yet (the refresher, or claude-console usage --user U --fresh, asks Claude)")
             return
         now = self.app.clock()

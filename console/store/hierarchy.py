@@ -412,6 +412,12 @@ class Hierarchy:
             await self._cache_facts(list(loaded.values()))
         return found
 
+    async def load_brief_facts(self, user_ids: list[str] | None = None) -> list[tuple] | None:
+        """The primary's brief facts (``Tier.load_brief_facts``); None when it cannot say."""
+        if not self.primary.CAN_BRIEF_FACTS:
+            return None
+        return await self.primary.load_brief_facts(user_ids)
+
     async def update_facts(self, user_id: str, changes: dict) -> dict:
         stored = await self.primary.update_facts(user_id, changes)
         await self._cache_facts([stored])

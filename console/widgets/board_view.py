@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from collections import Counter
 from itertools import accumulate, chain, compress, repeat
+from operator import attrgetter
 from typing import Callable, Iterable
 
 from rich.cells import cell_len, set_cell_size
@@ -28,9 +29,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ..tokens import DEFAULT_REFRESH_BUFFER, Status, TokenRecord, format_duration, token_status
+from ..tokens import DEFAULT_REFRESH_BUFFER, Status, TokenRecord, format_duration, token_status, token_statuses
 from ..users import shown
-from ..usage import WARN, UsageCells, bar, level, usage_cells, usage_term
+from ..usage import WARN, UsageCells, bar, level, usage_term
 from .status_badge import HELD_LABEL, LABEL_WIDTH, LONG_LIVED_LABEL, status_label
 
 
@@ -154,7 +155,7 @@ def _sort_key(key: str, records: dict[str, TokenRecord], status: dict[str, Statu
     if key == "plan":
         return lambda u: (usage.get(u, _NO_USAGE).plan is None, (usage.get(u, _NO_USAGE).plan or "").lower(), u)
     if key == "status":
-        return lambda u: (status[u].urgency, records[u].expires_at, u)
+        return lambda u: (_status_rank(status[u], records[u].expires_at), u)
     if key == "user":
         return lambda u: u
     if key == "email":
@@ -183,6 +184,18 @@ def _same(a: TokenRecord, b: TokenRecord) -> bool:
 _STATUS_WORDS = {status: f"{status.value}\t{status_label(status)[2:]}" for status in Status}
 
 
+_USER_ID = attrgetter("user_id")
+_EXPIRES = attrgetter("expires_at")
+_URGENCY_OF = {status: status.urgency for status in Status}
+
+
+def _status_rank(status: Status, expires_at: float) -> float:
+    """Urgency, then expiry, as one float: a sort whose keys start with a float compares them
+    in C, several times faster than comparing (urgency, expiry) pairs. Expiry times lie far
+    below the 1e13 between two urgencies (year 318 857), and equal ranks fall back to the id."""
+    return _URGENCY_OF[status] * 1e13 + expires_at
+
+
 def _search_text(record: TokenRecord, status: Status) -> str:
     return "\t".join((record.user_id, record.account_email or "", _STATUS_WORDS[status],
                       record.source, short_scopes(record.scopes))).lower()
@@ -193,6 +206,7 @@ _FEW = 64
 # Search texts are re-packed in chunks of this many rows, one chunk per tick of this many seconds.
 _PACK_CHUNK = 10_000
 _PACK_EVERY = 0.01
+_TEXT_CHUNK = 4000   # search texts made per tick while idle (~5 ms)
 _PACK_SETTLE = 0.3   # after a bulk change: wait for the next page of a load, if one is coming
 # A change this large is a (re)load: afterwards the rows are frozen out of the cyclic collector.
 _BULK = 5000
@@ -328,17 +342,18 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._records: dict[str, TokenRecord] = {}
         self._status: dict[str, Status] = {}
         self._usage: dict[str, UsageCells] = {}   # plan and window percentages (set_usage)
+        self._high: set[str] = set()              # users at or above WARN in any window
         self._text: dict[str, str] = {}
         self._counts: dict[Status, int] = {s: 0 for s in Status}
         self._order: list[str] = []
-        self._order_text: list[str] = []
+        self._order_text: list[str] | None = []   # None: some rows have no search text yet
         self._index: _TextIndex | None = None     # the order's texts joined (built when filtering)
         self._recent: dict = {}                   # (query, reversed) -> (ids, texts), see _RECENT
         self._grams: _GramCounts | None = None    # ready when counted over every row
         self._gram_work: tuple[_GramCounts, list[str], int] | None = None   # (counts, texts, next)
         self._gram_timer = None
         self._view: list[str] = []
-        self._view_text: list[str] = []
+        self._view_text: list[str] | None = []
         self._filter = ""
         self._filtered_from: str | None = None   # the query the view was built for
         self._sort_key = "status"
@@ -350,6 +365,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._seq = itertools.count()
         self._pack_timer = self._pack_start = None
         self._pack_at = 0
+        self._streaming = False   # see begin_stream
+        self._idle_due = False
         self._cursor = 0
         self._anchor: str | None = None          # the user the operator put the cursor on
         self._layout: tuple[int, list[tuple[Column, int]]] | None = None
@@ -417,26 +434,34 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def usage_high(self, threshold: float = WARN) -> int:
         """Users (on the board) at or above ``threshold`` percent of any window."""
+        if threshold == WARN:   # the header asks on every keystroke: kept by set_usage
+            return len(self._high.intersection(self._records)) if self._high else 0
         return sum(1 for uid, cells in self._usage.items()
                    if uid in self._records and cells.peak is not None and cells.peak >= threshold)
 
-    def set_usage(self, facts: dict) -> bool:
-        """Plan and usage per user (``{user: AccountFacts}``, as stored); returns whether the
-        board changed. A usage sort is re-sorted; the filter is applied again."""
-        changed = False
-        for uid, one in facts.items():
-            cells = usage_cells(one)
-            if self._usage.get(uid) != cells:
-                self._usage[uid] = cells
-                changed = True
-        if not changed:
+    def set_usage(self, cells: dict[str, UsageCells]) -> bool:
+        """Plan and usage per user (``{user: UsageCells}``, as ``service.usage_cells`` reads
+        them); returns whether the board changed. A usage sort is re-sorted; the filter is
+        applied again."""
+        usage = self._usage
+        if usage:
+            get = usage.get
+            cells = {uid: one for uid, one in cells.items() if get(uid) != one}
+        if not cells:
             return False
+        usage.update(cells)
+        high = self._high
+        for uid, one in cells.items():
+            if one.peak is not None and one.peak >= WARN:
+                high.add(uid)
+            else:
+                high.discard(uid)
         if self._sort_key in ("plan", "5h", "7d"):
             keys, key_of = self._keys, self._key_of
             for uid in self._records:
                 keys[uid] = key_of(uid)
             self._order = sorted(self._records, key=self._key)
-            self._order_text = [self._text[uid] for uid in self._order]
+            self._order_text = self._texts_in_order()
         self._order_changed()   # filter results cached for a query may hold other usage now
         self._lines.clear()
         self._filtered_from = None
@@ -501,6 +526,17 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         Returns whether anything the board shows changed.
         """
         old = self._records
+        records = records if isinstance(records, list) else list(records)
+        if not complete and (not old or not any(map(old.__contains__, map(_USER_ID, records)))):
+            # New users only (a page of the first listing): nothing to diff.
+            changed = dict(zip(map(_USER_ID, records), records))
+            first = not self.loaded
+            self.loaded = True
+            if changed:
+                self._apply(list(changed.values()), [])
+            elif first:
+                self._after_view_change()
+            return bool(changed)
         changed: dict[str, TokenRecord] = {}
         given: set[str] = set()
         for record in records:
@@ -553,7 +589,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             for uid in self._records:
                 keys[uid] = key_of(uid)
             self._order = sorted(self._records, key=self._key)
-            self._order_text = [self._text[uid] for uid in self._order]
+            self._order_text = self._texts_in_order()
             self._order_changed()
             self._pack_soon()
         self._sort_reverse = reverse
@@ -575,18 +611,20 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     # -- keeping the order -------------------------------------------------------------
 
     def _apply(self, changed: list[TokenRecord], removed: list[str]) -> None:
+        if len(changed) + len(removed) > _FEW:
+            self._apply_many(changed, removed)
+            return
         now = self._clock()
         records, status, text, counts = self._records, self._status, self._text, self._counts
-        few = len(changed) + len(removed) <= _FEW
-        if few:  # take the rows out while their old keys still find them
-            for uid in removed:
-                self._unplace(uid)
-            for record in changed:
-                if record.user_id in records:
-                    self._unplace(record.user_id)
+        # Take the rows out while their old keys still find them.
+        for uid in removed:
+            self._unplace(uid)
+        for record in changed:
+            if record.user_id in records:
+                self._unplace(record.user_id)
         keys, key_of, buffer = self._keys, self._key_of, self._buffer
-        grams = self._grams if few else None
-        if grams is not None:   # a few rows: keep the counts by taking their old texts out
+        grams = self._grams
+        if grams is not None:   # keep the counts by taking the rows' old texts out
             for uid in removed:
                 grams.remove(text[uid])
             for record in changed:
@@ -594,9 +632,9 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                     grams.remove(text[record.user_id])
         for uid in removed:
             counts[status.pop(uid)] -= 1
-            del records[uid], text[uid], keys[uid]
+            del records[uid], keys[uid]
+            text.pop(uid, None)
             self._marked.pop(uid, None)
-        edges: list[tuple[float, int, str, TokenRecord]] = []
         for record in changed:
             uid = record.user_id
             if uid in status:
@@ -605,44 +643,98 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             records[uid], status[uid], text[uid] = record, current, _search_text(record, current)
             keys[uid] = key_of(uid)
             counts[current] += 1
-            if not record.needs_login:   # when this row next changes status by time alone
+            if not record.needs_login and record.expires_at > now:   # when it next changes status by time alone
                 edge = record.expires_at - buffer
-                if edge > now or record.expires_at > now:
-                    edges.append((edge if edge > now else record.expires_at, next(self._seq), uid, record))
+                heappush(self._edges, (edge if edge > now else record.expires_at, next(self._seq), uid, record))
         if grams is not None:
             grams.add(text[record.user_id] for record in changed)
-        else:
-            self._count_grams_soon()
-        if len(edges) > 64 or len(self._edges) > 4 * len(records) + 1024:
-            # Bulk: one heapify. Also drops entries of rows that changed since (they pile up).
-            self._edges = [e for e in self._edges if records.get(e[2]) is e[3]] + edges
+        if len(self._edges) > 4 * len(records) + 1024:   # entries of rows that changed since pile up
+            self._edges = [e for e in self._edges if records.get(e[2]) is e[3]]
             heapify(self._edges)
-        else:
-            for edge in edges:
-                heappush(self._edges, edge)
-        if few:
-            for record in changed:
-                self._place(record.user_id)
-        else:
-            fresh = sorted((r.user_id for r in changed), key=self._key)
-            if self._order:
-                moved = set(removed)
-                moved.update(record.user_id for record in changed)
-                rest = [uid for uid in self._order if uid not in moved]
-                # Two sorted runs (the untouched rows, the sorted changes): the sort merges them.
-                fresh = sorted(rest + fresh, key=self._key)
-            self._order = fresh
-            self._order_text = [text[uid] for uid in fresh]
-            self._order_changed()
-            self._pack_soon(settle=_PACK_SETTLE)
+        for record in changed:
+            self._place(record.user_id)
         self._filtered_from = None
         self._refilter()
         self._after_view_change()
+
+    def _apply_many(self, changed: list[TokenRecord], removed: list[str]) -> None:
+        """A page of a listing (or a reload): every step is one pass over the rows, written as
+        comprehensions over parallel lists, and the new rows are merged into the order with one
+        sort of two sorted runs. At 100 000 users this is what "all rows loaded" waits for."""
+        self._apply_many_now(changed, removed)
         if len(changed) >= _BULK:
             # Thousands of long-lived rows: keep them out of the collector's full passes, which
             # would otherwise stall a keystroke for a quarter second at 100 000 users. Rows hold
             # no reference cycles, so reference counting still frees the ones replaced later.
             gc.freeze()
+
+    def _apply_many_now(self, changed: list[TokenRecord], removed: list[str]) -> None:
+        now, buffer = self._clock(), self._buffer
+        records, status, text, keys, counts = self._records, self._status, self._text, self._keys, self._counts
+        uids = list(map(_USER_ID, changed))
+        moved = set(removed)
+        moved.update(uid for uid in uids if uid in records)
+        gone = [status.pop(uid) for uid in removed]
+        gone += [status[uid] for uid in uids if uid in status]
+        for uid in removed:
+            del records[uid], keys[uid]
+            text.pop(uid, None)
+            self._marked.pop(uid, None)
+        current = token_statuses(changed, now, buffer)
+        for each in Status:   # list.count: a C loop per status, not a dict update per row
+            counts[each] += current.count(each) - gone.count(each)
+        records.update(zip(uids, changed))
+        status.update(zip(uids, current))
+        for uid in moved:   # texts are made when first needed, or a chunk per tick when idle
+            text.pop(uid, None)
+        expires = list(map(_EXPIRES, changed))
+        if self._sort_key == "status":   # the default order, built without a call per row
+            new_keys = list(zip(map(_status_rank, current, expires), uids))
+        else:
+            new_keys = list(map(self._key_of, uids))
+        keys.update(zip(uids, new_keys))
+        # When each row next changes status by time alone (rows needing a login never do).
+        seq = self._seq
+        edges = [(when - buffer if when - buffer > now else when, next(seq), uid, record)
+                 for uid, record, when in zip(uids, changed, expires)
+                 if when > now and not record.needs_login]
+        if moved:   # the entries of rows that changed would pile up
+            self._edges = [e for e in self._edges if records.get(e[2]) is e[3]]
+        if len(edges) > len(self._edges):
+            self._edges += edges
+            heapify(self._edges)
+        else:
+            for edge in edges:
+                heappush(self._edges, edge)
+        # Sort the new rows by the first part of their keys alone (floats, ints or strings all
+        # of one type compare in C), then once more by the whole keys: that pass only puts
+        # ties in place and merges the new run into the rows already sorted, in linear time.
+        firsts = [k[0] for k in new_keys] if new_keys and type(new_keys[0]) is tuple else new_keys
+        fresh = list(map(uids.__getitem__, sorted(range(len(uids)), key=firsts.__getitem__)))
+        if self._order:
+            rest = [uid for uid in self._order if uid not in moved] if moved else self._order
+            fresh = rest + fresh
+        fresh.sort(key=self._key)
+        self._order = fresh
+        self._order_text = None
+        self._order_changed()
+        self._pack_soon(settle=_PACK_SETTLE)
+        self._count_grams_soon()
+        self._filtered_from = None
+        self._refilter()
+        self._after_view_change()
+
+    def begin_stream(self) -> None:
+        """Pages of a listing are arriving: the idle work (packing the search texts, counting
+        their grams) waits for ``end_stream``, so no tick of it slows the load."""
+        self._streaming = True
+
+    def end_stream(self) -> None:
+        self._streaming = False
+        if self._idle_due:
+            self._idle_due = False
+            self._pack_soon(settle=_PACK_SETTLE)
+            self._count_grams_soon()
 
     def _pack_soon(self, settle: float = 0.0) -> None:
         """(Re)start packing the search texts, a chunk per timer tick, once changes have
@@ -659,6 +751,9 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._pack_timer = self._pack_start = None
         if len(self._order) < _PACK_CHUNK or not self.is_attached:
             return
+        if self._streaming:   # a listing is still arriving: its end starts the idle work
+            self._idle_due = True
+            return
         self._pack_at = 0
         if settle:
             self._pack_start = self.set_timer(settle, self._start_packing)
@@ -669,7 +764,34 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._pack_start = None
         self._pack_timer = self.set_interval(_PACK_EVERY, self._pack_step)
 
+    def _texts_in_order(self) -> list[str] | None:
+        """The order's search texts, or None while some rows have none yet."""
+        text = self._text
+        return list(map(text.__getitem__, self._order)) if len(text) == len(self._records) else None
+
+    def _finish_texts(self) -> None:
+        """Make every search text still missing now (a filter is being typed)."""
+        records, status, text = self._records, self._status, self._text
+        missing = [uid for uid in self._order if uid not in text]
+        text.update(zip(missing, map(_search_text, map(records.__getitem__, missing),
+                                     map(status.__getitem__, missing))))
+        self._order_text = list(map(text.__getitem__, self._order))
+
+    def _text_step(self) -> None:
+        """Idle: make the search texts of the next chunk of the order. Made in order, they lie
+        next to each other in memory, so there is nothing left to pack afterwards."""
+        records, status, text, start = self._records, self._status, self._text, self._pack_at
+        part = [uid for uid in self._order[start:start + _TEXT_CHUNK] if uid not in text]
+        text.update(zip(part, map(_search_text, map(records.__getitem__, part), map(status.__getitem__, part))))
+        self._pack_at = start + _TEXT_CHUNK
+        if self._pack_at >= len(self._order):
+            self._finish_texts()   # (rows that moved meanwhile, if any)
+            self._pack_at = len(self._order)
+
     def _pack_step(self) -> None:
+        if self._order_text is None:
+            self._text_step()
+            return
         texts, start = self._order_text, self._pack_at
         if start >= len(texts):
             timer, self._pack_timer = self._pack_timer, None
@@ -697,11 +819,17 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         if self._gram_timer is not None:
             self._gram_timer.stop()
             self._gram_timer = None
-        if len(self._text) < _PACK_CHUNK or not self.is_attached:
+        if len(self._records) < _PACK_CHUNK or not self.is_attached:
             return   # (few rows: testing each one is quick enough)
+        if self._streaming:
+            self._idle_due = True
+            return
         self._gram_timer = self.set_timer(_PACK_SETTLE, self._start_counting)
 
     def _start_counting(self) -> None:
+        if self._order_text is None:   # the texts are still being made: count them after
+            self._gram_timer = self.set_timer(_PACK_SETTLE, self._start_counting)
+            return
         self._gram_work = (_GramCounts(), list(self._text.values()), 0)
         self._gram_timer = self.set_interval(_PACK_EVERY, self._count_step)
 
@@ -723,18 +851,23 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         i = bisect_left(order, self._keys[uid], key=self._key)
         if i >= len(order) or order[i] != uid:
             i = order.index(uid)
-        del order[i], self._order_text[i]
+        del order[i]
+        if self._order_text is not None:
+            del self._order_text[i]
         self._order_changed()
 
     def _place(self, uid: str) -> None:
         i = bisect_left(self._order, self._keys[uid], key=self._key)
         self._order.insert(i, uid)
         self._order_changed()
-        self._order_text.insert(i, self._text[uid])
+        if self._order_text is not None:
+            self._order_text.insert(i, self._text[uid])
 
     def _refilter(self) -> None:
         query = self._filter.lower()
         terms = query.split()
+        if terms and self._order_text is None:
+            self._finish_texts()
         usage_terms = [t for t in terms if usage_term(t) is not None]
         terms = [t for t in terms if t not in usage_terms]
         grams = self._grams
@@ -767,7 +900,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             keep = [test(usage.get(uid, _NO_USAGE)) for uid in ids]
             ids, texts = list(compress(ids, keep)), list(compress(texts, keep))
         if self._sort_reverse and not narrowing:
-            ids, texts = ids[::-1], texts[::-1]
+            ids, texts = ids[::-1], (texts[::-1] if texts is not None else None)
         self._view, self._view_text = ids, texts
         self._filtered_from = query
         if query:

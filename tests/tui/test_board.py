@@ -427,6 +427,7 @@ async def test_footer_shows_backup_and_restore_at_80_columns(service):
     app = app_for(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded_board(pilot)
+        await wait_until(pilot, lambda: "q Quit" in screen_text(app).splitlines()[-1], what="the footer drawn")
         footer = screen_text(app).splitlines()[-1]
         for words in ("l Login", "r Refresh", "d Logout", "b Backup", "o Restore", "? Help", "q Quit"):
             assert words in footer, footer

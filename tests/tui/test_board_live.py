@@ -130,6 +130,9 @@ async def test_an_idle_poll_is_one_statement_and_no_listing(pg_services):
         board = screen.query_one(BoardView)
         await wait_until(pilot, lambda: board.loaded and board.total == 3 and screen._cursor is not None,
                          10, "the first listing")
+        # After it, once: the stored usage, and a usage request for each row on screen.
+        await wait_until(pilot, lambda: not any(w.is_running for w in app.workers if w.group.startswith("usage")),
+                         10, "the board's usage reads and requests")
         polls: list[float] = []
         asked = ours.changes_since
 

@@ -198,6 +198,7 @@ async def test_filter_never_matches_across_two_rows_and_equals_a_scan():
         users = {f"u{i:04d}": make(f"u{i:04d}", rng) for i in range(3000)}
         board.set_records(list(users.values()))
         board.sort_by("user")
+        board._finish_texts()   # (a bulk change leaves them to be made when first needed)
         texts = [board._text[uid] for uid in board._order]
         # The end of each row's text joined to the start of the next: found only across the seam.
         seams = [a[-3:] + b[:3] for a, b in zip(texts, texts[1:])]
@@ -273,3 +274,57 @@ async def test_gram_counts_answer_short_terms_and_stay_true_through_changes(monk
         await wait_until(pilot, lambda: board._grams is not None, "the gram counts again", 10.0)
         assert board._grams.rows == 400
         check("recounted")
+
+
+async def test_a_bulk_load_makes_search_texts_later_and_filters_the_same_meanwhile():
+    """Pages of a listing skip the search texts (made a chunk per tick when idle, or at once
+    when a filter needs them): filtering at any point must match a scan, also after a few rows
+    changed while the texts were still being made."""
+    rng = random.Random(21)
+    clock = Clock()
+    app = Host(clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(BoardView)
+        users = [make(f"u{i:05d}", rng) for i in range(12_500)]
+        board.begin_stream()
+        board.set_records(users[:1000], complete=False)
+        board.set_records(users[1000:], complete=False)
+        assert board._order_text is None and len(board._text) < len(users)
+        assert board.view == expected_view(board, clock)          # no filter: no text needed
+        board.set_records([users[5].evolve(account_email="new@corp.example", version=2)], complete=False)
+        board.set_filter("new@corp")                                # a filter makes them all now
+        assert board.view == expected_view(board, clock) == ["u00005"]
+        board.set_filter("")
+        board.set_records([make(f"u{i:05d}", rng, version=3) for i in range(20_000, 20_200)], complete=False)
+        assert board._order_text is None
+        board.end_stream()                                          # idle: made a chunk per tick
+        await packed(pilot, board, timeout=10)
+        assert board._order_text is not None
+        status = {uid: board.status_of(uid) for uid in board._order}
+        assert all(board._text[uid] == _search_text(board.record(uid), status[uid]) for uid in board._order)
+        assert board._order_text == [board._text[uid] for uid in board._order]
+        for query in ("u0001", "corp", "expiring u2"):
+            board.set_filter(query)
+            assert board.view == expected_view(board, clock), query
+
+
+async def test_the_count_of_users_at_high_usage_follows_every_change():
+    from console.usage import UsageCells
+
+    clock = Clock()
+    app = Host(clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(BoardView)
+        rng = random.Random(3)
+        board.set_records([make(uid, rng) for uid in ("a", "b", "c")])
+        board.set_usage({"a": UsageCells("Pro", 85.0, 10.0, 85.0), "b": UsageCells("Pro", 5.0, 79.0, 79.0),
+                         "ghost": UsageCells("Pro", 99.0, 99.0, 99.0)})    # not on the board
+        assert board.usage_high() == 1
+        board.set_usage({"b": UsageCells("Pro", 5.0, 80.0, 80.0)})
+        assert board.usage_high() == 2
+        board.set_usage({"a": UsageCells("Pro", 10.0, 10.0, 10.0)})
+        assert board.usage_high() == 1
+        board.remove(["b"])
+        assert board.usage_high() == 0
+        assert board.usage_high(5.0) == 1          # another threshold: counted from the cells
+        await pilot.pause()

@@ -68,6 +68,8 @@ def frozen_app(settings):
         await service.store.primary.put_many(RECORDS)
         for event in EVENTS:
             await service.store.append_audit(event)
+        for record in RECORDS:   # the usage lease taken far ahead: the board asks Claude nothing
+            await service.store.claim_fetch(record.user_id, interval=10 ** 9, owner="snapshot")
 
     asyncio.run(seed())
     yield ConsoleApp(service, clock=lambda: NOW, refresh_interval=0.5)

@@ -89,3 +89,48 @@ async def test_redis_caches_the_facts(pg_env, redis_url, login, emulator, monkey
         assert (await svc.usage_of(["ada"]))["ada"].usage is not None
     finally:
         await svc.aclose()
+
+
+async def test_brief_cells_read_by_the_server_equal_the_cells_of_the_stored_facts(pg_env):
+    """The board reads plan and percentages out of the JSON in SQL; for every shape the facts
+    can take (both profile shapes, unknown and missing windows, nulls, an error only, odd
+    values), the cells must be the ones Python makes of the same stored facts."""
+    from console.usage import Profile, Usage, Window, usage_cells
+
+    svc = AuthService(load_settings())
+    try:
+        now = 1_800_000_000.0
+        windows = {
+            "both": (Window("five_hour", "5h", 81.5, now), Window("seven_day", "7d", 12.0, now)),
+            "opus-peak": (Window("five_hour", "5h", 10.0, now), Window("seven_day_opus", "7d opus", 97.0, now)),
+            "unknown": (Window("mystery_window", "mystery_window", 55.0, None),),
+            "none": (),
+        }
+        profiles = {"max20": Profile(organization_type="claude_max", rate_limit_tier="default_claude_max_20x"),
+                    "pro": Profile(organization_type="claude_pro"), "raw": Profile(rate_limit_tier="odd_tier"),
+                    "empty": Profile()}
+        changes = []
+        for w, ws in windows.items():
+            for p, profile in profiles.items():
+                changes.append((f"{w}-{p}", {"usage": Usage(ws).to_dict(), "usage_fetched_at": now,
+                                             "profile": profile.to_dict()}))
+        changes += [("error-only", {"usage_error": "usage refused (429)", "usage_error_at": now}),
+                    ("profile-only", {"profile": profiles["pro"].to_dict()}),
+                    ("odd-windows", {"usage": {"windows": {"not": "a list"}}}),
+                    ("odd-value", {"usage": {"windows": [{"name": "five_hour", "label": "5h", "utilization": "high"}]}}),
+                    ("null-usage", {"usage": None, "profile": None})]
+        await svc.store.primary.update_facts_many(changes)
+        brief = await svc.usage_cells()
+        stored = await svc.usage_of(None)
+        assert set(brief) == set(stored) == {uid for uid, _ in changes}
+        for uid, facts in stored.items():
+            if uid == "odd-value":   # Python refuses the odd value; SQL reads it as no number
+                assert brief[uid].p5h is None
+                continue
+            assert brief[uid] == usage_cells(facts), uid
+        assert brief["both-max20"].plan == "Max 20x" and brief["both-max20"].p5h == 81.5
+        assert brief["opus-peak-pro"].peak == 97.0 and brief["unknown-pro"].p5h is None
+        some = await svc.usage_cells(["both-pro", "nobody"])
+        assert set(some) == {"both-pro"}
+    finally:
+        await svc.aclose()

@@ -7,6 +7,8 @@ A mixin of ``PostgresTier``: it runs its statements through the tier's public ``
 from __future__ import annotations
 
 import gc
+from functools import lru_cache, partial
+from operator import itemgetter
 from typing import Any, Awaitable, Callable
 
 from ...crypto import Keyring
@@ -17,20 +19,25 @@ from .sql import (APPEND_AUDIT_MANY, BULK, BULK_COLUMNS, BULK_CREATE, BULK_UPSER
                   FIELDS, FIRST_PAGE, KEY_ID_INDEX, NEXT_PAGE, SELECT_ALL_HIDDEN, SELECT_ALL_SECRETS, TABLE_COLUMNS, TOKENS)
 
 
-class ListedRecord(TokenRecord):
-    """A listed user read in place from its asyncpg row.
+class ListedRecord(tuple, TokenRecord):
+    """A listed user: its row's values in a tuple, read by C-level properties.
 
-    The board lists 100 000 users; copying each row into a record's own dict cost more than
-    the query itself. Fields are properties over the row; ``evolve`` and equality work on a
-    plain ``TokenRecord``, so callers cannot tell the difference.
+    The board lists 100 000 users and reads each one's fields several times while loading;
+    a tuple copied from the row once, with ``itemgetter`` properties, is read about twice as
+    fast as a record that looks its fields up in the row from Python. ``source`` and the
+    configured key ids are class attributes of a subclass made per listing source and keyring
+    (``listed_type``). ``evolve`` and equality work on a plain ``TokenRecord``, so callers
+    cannot tell the difference.
     """
 
-    __slots__ = ("_row", "source", "_keys")
+    __slots__ = ()
+    source = ""
+    _keys: frozenset[str] = frozenset()
 
     @property
     def locked(self) -> str | None:
         """The key id this row's tokens are under when that key is not configured."""
-        kid = self._row[KEY_ID_INDEX]
+        kid = self[KEY_ID_INDEX]
         if kid is None or kid in self._keys:
             return None
         return None if kid == "fernet" and self._keys else kid
@@ -46,15 +53,24 @@ class ListedRecord(TokenRecord):
             other = other.plain()
         return self.plain() == other if isinstance(other, TokenRecord) else NotImplemented
 
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
     __hash__ = None  # type: ignore[assignment]
-
-
-def _column(index: int) -> property:
-    return property(lambda record: record._row[index])
+    __repr__ = TokenRecord.__repr__
+    # A record, not a sequence: none of the tuple's arithmetic or ordering.
+    __lt__ = __le__ = __gt__ = __ge__ = __add__ = __mul__ = __rmul__ = None  # type: ignore[assignment]
 
 
 for _index, _name in enumerate(FIELDS):
-    setattr(ListedRecord, _name, _column(_index))
+    setattr(ListedRecord, _name, property(itemgetter(_index)))
+
+
+@lru_cache(maxsize=64)
+def listed_type(source: str, keys: frozenset[str]) -> type[ListedRecord]:
+    """The ``ListedRecord`` subclass for rows listed from ``source`` under these key ids."""
+    return type("ListedRecord", (ListedRecord,), {"__slots__": (), "source": source, "_keys": keys})
 
 
 class BulkPaths:
@@ -82,22 +98,14 @@ class BulkPaths:
     def rows_to_records(self, rows, secrets: bool) -> list[TokenRecord]:
         if secrets:
             return [self.decode_row(row) for row in rows]
-        source, new, cls = self.name, object.__new__, ListedRecord
-        keys = frozenset(self.keyring.key_ids)
-        out = []
+        make = partial(tuple.__new__, listed_type(self.name, frozenset(self.keyring.key_ids)))
         collecting = gc.isenabled()
         gc.disable()  # 100 000 new objects would trigger many full collections for nothing
         try:
-            for row in rows:  # nothing to decrypt: wrap the row, copy nothing
-                record = new(cls)
-                record._row = row
-                record.source = source
-                record._keys = keys
-                out.append(record)
+            return list(map(make, rows))   # nothing to decrypt: the row's values, copied in C
         finally:
             if collecting:
                 gc.enable()
-        return out
 
     async def export_rows(self, users: list[str] | None = None) -> tuple[list[str], list]:
         """Every row (or ``users``) in one query, tokens as stored (encrypted), with who created
