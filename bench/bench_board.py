@@ -305,6 +305,59 @@ async def scenario_file(users: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def pg_settings(database_url: str, key: str):
+    from console.config import load_settings
+
+    folder = tempfile.mkdtemp(prefix="cc-bench-board-pg-")
+    os.chmod(folder, 0o700)
+    return folder, load_settings(env={}, token_file=os.path.join(folder, "tokens.json"),
+                                 database_url=database_url, encryption_key=key)
+
+
+async def pg_round(part: str, database_url: str, key: str, rows: int, with_usage: int) -> None:
+    """One round's part in a process of its own, so its peak memory is its own: ``floor`` (the
+    raw listing of both tables at once, on two connections) or ``app`` (the whole app)."""
+    import json
+
+    import asyncpg
+
+    from console.service import AuthService
+    from console.store.postgres import SELECT_ALL_HIDDEN
+    from console.store.postgres.facts import SELECT_BRIEF
+
+    if part == "floor":
+        raw, raw_facts = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+        try:
+            t = time.perf_counter()
+            listed, brief = await asyncio.gather(raw.fetch(SELECT_ALL_HIDDEN), raw_facts.fetch(SELECT_BRIEF))
+            result = {"floor": time.perf_counter() - t}
+            assert len(listed) == rows and len(brief) == with_usage
+        finally:
+            await raw.close()
+            await raw_facts.close()
+    else:
+        folder, settings = pg_settings(database_url, key)
+        service = AuthService(settings, face="tui")
+        try:
+            result = await app_scenario(service, rows, with_usage)
+        finally:
+            await service.aclose()
+            shutil.rmtree(folder, ignore_errors=True)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_part(part: str, database_url: str, key: str, rows: int, with_usage: int) -> dict:
+    import json
+
+    done = subprocess.run([sys.executable, __file__, "--scenario", f"pg-{part}", "--dsn", database_url,
+                           "--rows", str(rows), "--with-usage", str(with_usage)],
+                          env={**os.environ, "BENCH_KEY": key}, capture_output=True, text=True, check=False)
+    found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if not found:
+        raise RuntimeError(f"the {part} round failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(found[-1][len("RESULT "):])
+
+
 async def scenario_postgres(rows: int, dsn: str, rounds: int) -> None:
     try:
         import asyncpg
@@ -313,7 +366,6 @@ async def scenario_postgres(rows: int, dsn: str, rounds: int) -> None:
     except ImportError as exc:
         print(f"postgres: skipped ({exc})", flush=True)
         return
-    from console.config import load_settings
     from console.crypto import generate_key
     from console.service import AuthService
 
@@ -324,12 +376,9 @@ async def scenario_postgres(rows: int, dsn: str, rounds: int) -> None:
         return
     name = f"cc_bench_{uuid.uuid4().hex[:10]}"
     await admin.execute(f'CREATE DATABASE "{name}"')
-    folder = tempfile.mkdtemp(prefix="cc-bench-board-pg-")
-    os.chmod(folder, 0o700)
+    database_url, key = f"{dsn.rsplit('/', 1)[0]}/{name}", generate_key()
+    folder, settings = pg_settings(database_url, key)
     try:
-        settings = load_settings(env={}, token_file=os.path.join(folder, "tokens.json"),
-                                 database_url=f"{dsn.rsplit('/', 1)[0]}/{name}",
-                                 encryption_key=generate_key())
         service = AuthService(settings, face="tui")
         t = time.perf_counter()
         now = time.time()
@@ -337,30 +386,17 @@ async def scenario_postgres(rows: int, dsn: str, rounds: int) -> None:
         facts = usage_facts(rows, now)
         await service.store.primary.update_facts_many(facts)
         seeded = time.perf_counter() - t
-        from console.store.postgres import SELECT_ALL_HIDDEN
-        from console.store.postgres.facts import SELECT_BRIEF
-
-        raw = await asyncpg.connect(settings.database_url)
-        raw_facts = await asyncpg.connect(settings.database_url)
-        try:
-            runs, listings = [], []
-            for _ in range(max(1, rounds)):           # interleaved: the raw listing, then the app
-                t = time.perf_counter()
-                listed, brief = await asyncio.gather(raw.fetch(SELECT_ALL_HIDDEN), raw_facts.fetch(SELECT_BRIEF))
-                listings.append(time.perf_counter() - t)
-                assert len(listed) == rows and len(brief) == len(facts)
-                del listed, brief
-                runs.append(await app_scenario(service, rows, len(facts)))
-            floor = min(listings) + min(run["first"] for run in runs)
-            print(f"  floor: raw asyncpg listing of the same columns (tokens, and plan and usage beside them "
-                  f"on a second connection) {min(listings):.3f} s (best of {len(listings)}) + the board's "
-                  f"first paint {min(run['first'] for run in runs):.3f} s", flush=True)
-            app_report(f"postgres: the whole app, PostgreSQL, {rows:,} users, {len(facts):,} with plan and usage",
-                       runs, f"encrypted at rest; seeded in {seeded:.1f} s", floor)
-        finally:
-            await raw.close()
-            await raw_facts.close()
-            await service.aclose()
+        await service.aclose()
+        runs, listings = [], []
+        for _ in range(max(1, rounds)):   # interleaved: the raw listing, then the app, each in its own process
+            listings.append(run_part("floor", database_url, key, rows, len(facts))["floor"])
+            runs.append(run_part("app", database_url, key, rows, len(facts)))
+        floor = min(listings) + min(run["first"] for run in runs)
+        print(f"  floor: raw asyncpg listing of the same columns (tokens, and plan and usage beside them "
+              f"on a second connection) {min(listings):.3f} s (best of {len(listings)}) + the board's "
+              f"first paint {min(run['first'] for run in runs):.3f} s", flush=True)
+        app_report(f"postgres: the whole app, PostgreSQL, {rows:,} users, {len(facts):,} with plan and usage",
+                   runs, f"encrypted at rest; seeded in {seeded:.1f} s", floor)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -376,6 +412,7 @@ def main() -> int:
                                                         "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--rounds", type=int, default=2, help="PostgreSQL rounds (best counts)")
     parser.add_argument("--scenario", help=argparse.SUPPRESS)
+    parser.add_argument("--with-usage", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     for name in ("DATABASE_URL", "REDIS_URL", "CLAUDE_ACCESS_TOKEN", "CLAUDE_TOKEN_ENCRYPTION_KEY"):
         os.environ.pop(name, None)
@@ -385,6 +422,8 @@ def main() -> int:
         asyncio.run(scenario_file(args.file_users))
     elif args.scenario == "postgres":
         asyncio.run(scenario_postgres(args.rows, args.dsn, args.rounds))
+    elif args.scenario in ("pg-floor", "pg-app"):
+        asyncio.run(pg_round(args.scenario[3:], args.dsn, os.environ["BENCH_KEY"], args.rows, args.with_usage))
     else:
         print(f"board benchmark ({SIZE[0]}x{SIZE[1]} headless, python {sys.version.split()[0]})", flush=True)
         for name in args.only.split(","):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
-from typing import Any, NamedTuple
+from functools import lru_cache, partial
+from typing import Any, Iterable, NamedTuple
 
 DEFAULT_INTERVAL = 300.0          # claude_oauth.usage_interval: one usage request per user per this
 PROFILE_INTERVAL = 86400.0        # a profile at most once a day (and after every login)
@@ -345,12 +345,14 @@ class UsageCells(NamedTuple):
 _plan_words = lru_cache(maxsize=256)(lambda kind, tier: plan_words(kind, tier))
 
 
-def cells_of_brief(brief: tuple) -> tuple[str, UsageCells]:
-    """``(user, organization_type, rate_limit_tier, 5h %, 7d %, peak %)``, as a store reads it
-    without the rest of the facts, -> ``(user, cells)``; the same cells ``usage_cells`` makes."""
-    uid, kind, tier, five, seven, peak = brief
-    plan = _plan_words(kind, tier) if kind is not None or tier is not None else None
-    return uid, UsageCells(plan, five, seven, peak)
+def cells_of_briefs(rows: Iterable[tuple]) -> dict[str, UsageCells]:
+    """Rows of ``(user, organization_type, rate_limit_tier, 5h %, 7d %, peak %)``, as a store
+    reads them without the rest of the facts, -> ``{user: cells}``, the same cells
+    ``usage_cells`` makes. Column by column, in C: 100 000 users cost no call per user."""
+    rows = rows if isinstance(rows, list) else list(rows)
+    uids, kinds, tiers, five, seven, peak = ([row[i] for row in rows] for i in range(6))
+    make = partial(tuple.__new__, UsageCells)
+    return dict(zip(uids, map(make, zip(map(_plan_words, kinds, tiers), five, seven, peak))))
 
 
 def usage_cells(facts: AccountFacts | None) -> UsageCells:

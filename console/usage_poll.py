@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import oauth as oauth_mod
 from .errors import AccountBlocked, ConsoleError, NotLoggedIn
 from .tokens import Status, TokenRecord
-from .usage import (PROFILE_INTERVAL, AccountFacts, BadAnswer, UsageCells, cells_of_brief, parse_profile, parse_usage,
+from .usage import (PROFILE_INTERVAL, AccountFacts, BadAnswer, UsageCells, cells_of_briefs, parse_profile, parse_usage,
                     usage_cells)
 from .users import fix_command
 
@@ -204,7 +204,7 @@ async def load_cells(service: "AuthService", user_ids: list[str] | None = None) 
         return {}
     brief = await service.store.load_brief_facts(user_ids)
     if brief is not None:
-        return dict(map(cells_of_brief, brief))
+        return cells_of_briefs(brief)
     return {uid: usage_cells(facts) for uid, facts in (await load_many(service, user_ids)).items()}
 
 

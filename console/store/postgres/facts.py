@@ -49,15 +49,9 @@ RETURNING f.facts, date_part('epoch', f.usage_next_at)"""
 SELECT_SOME = f"""SELECT user_id, facts, date_part('epoch', usage_next_at) FROM {FACTS}
 WHERE user_id = ANY($1::varchar[])"""
 SELECT_ALL = f"SELECT user_id, facts, date_part('epoch', usage_next_at) FROM {FACTS}"
-# What a board row shows, taken out of the JSON by the server: no facts document crosses the
-# wire or is parsed for 100 000 users. Lax jsonpath: a missing or odd shape reads as NULL.
-_WINDOW = """(jsonb_path_query_first(facts,
-    '$.usage.windows[*] ? (@.label == "{label}").utilization ? (@.type() == "number")'))::float8"""
-SELECT_BRIEF = f"""SELECT user_id, facts #>> '{{profile,organization_type}}', facts #>> '{{profile,rate_limit_tier}}',
-    {_WINDOW.format(label="5h")}, {_WINDOW.format(label="7d")},
-    (SELECT max(v::float8) FROM jsonb_path_query(facts,
-        '$.usage.windows[*].utilization ? (@.type() == "number")') AS v)
-FROM {FACTS}"""
+# What a board row shows: columns the database keeps from the facts (migration 0007), so no
+# facts document crosses the wire or is parsed for 100 000 users.
+SELECT_BRIEF = f"SELECT user_id, organization_type, rate_limit_tier, usage_5h, usage_7d, usage_peak FROM {FACTS}"
 SELECT_BRIEF_SOME = SELECT_BRIEF + " WHERE user_id = ANY($1::varchar[])"
 DELETE = f"DELETE FROM {FACTS} WHERE user_id = $1"
 # $1 users, $2 their jsonb changes (same order): a polling batch's answers in one statement.
@@ -92,7 +86,7 @@ class FactsPaths:
             rows = await self.attempt(lambda conn: conn.fetch(SELECT_BRIEF))
         else:
             rows = await self.attempt(lambda conn: conn.fetch(SELECT_BRIEF_SOME, list(user_ids)))
-        return list(map(tuple, rows))
+        return rows
 
     async def update_facts(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps({k: v for k, v in changes.items() if k not in ("user_id", "next_usage_at")})
