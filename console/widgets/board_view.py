@@ -343,6 +343,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._status: dict[str, Status] = {}
         self._usage: dict[str, UsageCells] = {}   # plan and window percentages (set_usage)
         self._high: set[str] = set()              # users at or above WARN in any window
+        self._high_count: int | None = None       # of them on the board (None: count again)
         self._text: dict[str, str] = {}
         self._counts: dict[Status, int] = {s: 0 for s in Status}
         self._order: list[str] = []
@@ -434,8 +435,10 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def usage_high(self, threshold: float = WARN) -> int:
         """Users (on the board) at or above ``threshold`` percent of any window."""
-        if threshold == WARN:   # the header asks on every keystroke: kept by set_usage
-            return len(self._high.intersection(self._records)) if self._high else 0
+        if threshold == WARN:   # the header asks on every keystroke: counted once per change
+            if self._high_count is None:
+                self._high_count = len(self._high.intersection(self._records)) if self._high else 0
+            return self._high_count
         return sum(1 for uid, cells in self._usage.items()
                    if uid in self._records and cells.peak is not None and cells.peak >= threshold)
 
@@ -450,6 +453,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         if not cells:
             return False
         usage.update(cells)
+        self._high_count = None
         high = self._high
         for uid, one in cells.items():
             if one.peak is not None and one.peak >= WARN:
@@ -611,6 +615,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     # -- keeping the order -------------------------------------------------------------
 
     def _apply(self, changed: list[TokenRecord], removed: list[str]) -> None:
+        self._high_count = None   # rows come and go: count the users at high usage again
         if len(changed) + len(removed) > _FEW:
             self._apply_many(changed, removed)
             return
