@@ -574,3 +574,20 @@ async def test_export_columns_match_export_rows(pg_service):
     assert access == [primary.keyring.decrypt(by_user[u]["access_token"], u) for u in uids]
     (some, _, _), texts = await primary.export_columns(["user00003", "user00001", "nobody"], clear)
     assert some == ["user00001", "user00003"] and json.loads(texts["user_id"]) == some
+
+
+async def test_backup_reads_rows_when_columns_do_not_line_up(pg_service, tmp_path, monkeypatch):
+    """``export_columns`` answering None (its two reads did not line up, or no shared snapshot):
+    the backup reads the rows in one query instead and holds the same users."""
+    service = pg_service
+    before = await seed(service, make_records(30))
+    primary = service.store.primary
+
+    async def unaligned(users, tokens):
+        return None
+
+    monkeypatch.setattr(primary, "export_columns", unaligned)
+    target = tmp_path / "rows.ccbackup"
+    assert (await transfer.backup(service, target, PASS, kdf=WEAK)).users == 30
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+    assert {r.user_id: r.access_token for r in contents.records} == {u: r.access_token for u, r in before.items()}

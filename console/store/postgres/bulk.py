@@ -17,7 +17,8 @@ from ...errors import StorageError
 from ...tokens import TokenRecord
 from ..base import AuditEvent
 from .sql import (APPEND_AUDIT_MANY, BULK, BULK_COLUMNS, BULK_CREATE, BULK_UPSERT, EXPORT, EXPORT_FIELDS,
-                  EXPORT_JSON, EXPORT_JSON_FIELDS, EXPORT_SETTINGS, EXPORT_TOKENS, FIELDS, FIRST_PAGE, KEY_ID_INDEX, NEXT_PAGE, SELECT_ALL_HIDDEN, SELECT_ALL_SECRETS, TABLE_COLUMNS, TOKENS)
+                  EXPORT_JSON, EXPORT_JSON_FIELDS, EXPORT_SETTINGS, EXPORT_TOKENS, FIELDS, FIRST_PAGE,
+                  KEY_ID_INDEX, NEXT_PAGE, SELECT_ALL_HIDDEN, SELECT_ALL_SECRETS, TABLE_COLUMNS, TOKENS)
 
 
 T = TypeVar("T")
@@ -123,6 +124,8 @@ class BulkPaths:
         array on a second connection that shares the first one's snapshot: returns ``(what
         tokens returned, {field: JSON array text})``, or None if the two reads do not line up
         (the caller then reads through ``export_rows``)."""
+        import asyncpg
+
         pool = await self._pool()
         if pool.get_max_size() < 2:   # a given pool of one: the second read would wait forever
             return None
@@ -130,7 +133,10 @@ class BulkPaths:
         async def read(conn):
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 await conn.execute(EXPORT_SETTINGS)
-                snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+                try:
+                    snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+                except asyncpg.PostgresError:   # a server that cannot share its snapshot
+                    return None
                 if not _SNAPSHOT_ID.fullmatch(str(snapshot)):
                     return None
                 sent = asyncio.Event()
@@ -142,10 +148,9 @@ class BulkPaths:
                         return await other.fetchrow(EXPORT_JSON, users)
 
                 built = asyncio.ensure_future(self.attempt(columns))
+                waiting = asyncio.ensure_future(sent.wait())
                 try:
-                    waiting = asyncio.ensure_future(sent.wait())
                     await asyncio.wait([built, waiting], return_when=asyncio.FIRST_COMPLETED)
-                    waiting.cancel()
                     if built.done():
                         built.result()   # it failed before its query: raise that here
                     rows = await conn.fetch(EXPORT_TOKENS, users)
@@ -154,6 +159,7 @@ class BulkPaths:
                     result = tokens(uids, access, refresh)
                     row = await built
                 finally:
+                    waiting.cancel()
                     if not built.done():
                         built.cancel()
                         await asyncio.gather(built, return_exceptions=True)
