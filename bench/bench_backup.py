@@ -1,6 +1,6 @@
 """Backup and restore of 100 000 users on PostgreSQL, against floors measured in the same run.
 
-Limit for each: 2 x (KDF time + a raw asyncpg COPY of the same rows + AES-GCM of the tokens).
+Limit for each: 1.5 x (KDF time + a raw asyncpg COPY of the same rows + AES-GCM of the tokens).
   - KDF: one scrypt derivation with the backup's default parameters (n=2^17, r=8, p=1);
   - COPY: the same rows (ciphertext as stored) with ``copy_records_to_table`` into a fresh
     table exactly like the tokens table (its indexes and its foreign key: restore's floor), and
@@ -36,6 +36,7 @@ from console.tokens import TokenRecord  # noqa: E402
 
 PASSPHRASE = "bench passphrase, long enough"
 TOKENS = '"LiteLLM_ClaudeOAuthTokens"'
+LIMIT = 1.5   # issue 14: backup and restore within 1.5 x their floors
 
 
 def records(n: int) -> list[TokenRecord]:
@@ -150,11 +151,14 @@ async def run(users: int, admin_dsn: str, rounds: int = 3) -> None:
         print(f"best of {rounds} interleaved rounds, each figure and each floor on its own:")
         print(f"floors: KDF (scrypt n=2^17 r=8 p=1) {kdf:.3f}s, COPY in {copy_in:.3f}s, COPY out {copy_out:.3f}s, "
               f"AES-GCM of {2 * users} tokens {aes:.3f}s")
-        print(f"backup  {users} users: {backup_s:.3f}s ({summary.bytes / 1e6:.1f} MB)   limit 2 x (KDF + COPY out + "
-              f"AES-GCM) = {2 * backup_floor:.3f}s   {'OK' if backup_s <= 2 * backup_floor else 'OVER'}")
-        print(f"restore {users} users: {restore_s:.3f}s (open {best['open']:.3f}s, write {best['write']:.3f}s in "
-              f"{result.batches} batches)   limit 2 x (KDF + COPY in + AES-GCM) "
-              f"= {2 * restore_floor:.3f}s   {'OK' if restore_s <= 2 * restore_floor else 'OVER'}")
+        for what, figure, floor, detail, parts in (
+                ("backup ", backup_s, backup_floor, f"{summary.bytes / 1e6:.1f} MB", "KDF + COPY out + AES-GCM"),
+                ("restore", restore_s, restore_floor, f"open {best['open']:.3f}s, write {best['write']:.3f}s in "
+                                                      f"{result.batches} batches", "KDF + COPY in + AES-GCM")):
+            ratio = figure / floor
+            print(f"{what} {users} users: {figure:.3f}s ({detail})   floor {parts} = {floor:.3f}s   "
+                  f"ratio {ratio:.2f}x   limit {LIMIT} x floor = {LIMIT * floor:.3f}s   "
+                  f"{'OK' if ratio <= LIMIT else 'OVER'}")
     finally:
         await service.aclose()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -169,6 +169,7 @@ class Tier:
     CAN_LIST_PAGE = False         # list_page: keyset pages in user id order
     CAN_PUT_MANY = False          # put_many: bulk writes (restores)
     CAN_EXPORT_ROWS = False       # export_rows: rows as stored (tokens encrypted), for backups
+    CAN_EXPORT_COLUMNS = False    # export_columns: the same as columns, all but tokens as JSON text
     CAN_DUMP_TABLE = False        # dump_table: the table as COPY text (SQL backups)
     CAN_APPEND_AUDIT_MANY = False  # append_audit_many: many audit events in one write
     CAN_ROTATE_KEYS = False       # rotate_keys: re-encrypt everything to the first key
@@ -251,6 +252,9 @@ class Tier:
 
     async def export_rows(self, users: list[str] | None = None) -> tuple[list[str], list]:
         raise self._lacks("export its rows as stored")
+
+    async def export_columns(self, users: list[str] | None, tokens: Any) -> tuple[Any, dict[str, str]] | None:
+        raise self._lacks("export its rows as columns")
 
     async def dump_table(self, users: list[str] | None = None, exclude: tuple[str, ...] = ()
                          ) -> tuple[list[tuple[str, str]], bytes, int]:

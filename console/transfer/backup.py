@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NotLoggedIn, UsageError
 from ..users import shown
 from .files import check_target, write_private
-from .payload import AUTHOR_FIELDS, PAYLOAD_FIELDS, RECORD_FIELDS, encode_payload
+from .payload import AUTHOR_FIELDS, PAYLOAD_FIELDS, RECORD_FIELDS, encode_payload, json_strings
 from .progress import Progress, bulk, noop
 from .sealed import SCRYPT, derive_key, describe_kdf, seal
 
@@ -37,30 +38,47 @@ class BackupSummary:
                 "kdf": self.kdf, "seconds": round(self.seconds, 3), "missing": self.missing}
 
 
-def _decrypt_columns(keyring, users: list[str], values: list[str | None]) -> list[str | None]:
-    return keyring.decrypt_many(values, users)
+async def _read_rows(service: "AuthService", users: list[str] | None) -> tuple[dict[str, list | str | bytes], int, str]:
+    """Every stored user as columns (tokens in the clear), primary tier first; env tokens left out.
 
-
-async def _read_rows(service: "AuthService", users: list[str] | None) -> tuple[dict[str, list], str]:
-    """Every stored user as columns (tokens in the clear), primary tier first; env tokens left out."""
+    From PostgreSQL most columns arrive as JSON array text built by the database (see
+    ``export_columns``), the tokens as lists; ``(columns, rows, source)``."""
     store = service.store
     primary = store.primary
     wanted = set(users) if users else None
-    columns: dict[str, list] = {name: [] for name in PAYLOAD_FIELDS}
+    asked = sorted(wanted) if wanted else None
+    columns: dict[str, list | str | bytes] = {name: [] for name in PAYLOAD_FIELDS}
+    count = 0
     seen: set[str] = set()
-    export = primary.export_rows if primary.CAN_EXPORT_ROWS else None
-    if export is not None:  # PostgreSQL: one query, rows as columns, no TokenRecord per row
+    read = None
+    if primary.CAN_EXPORT_COLUMNS:   # PostgreSQL: tokens decrypted here while the database builds the rest
+        def clear(uids: list[str], access: list[str], refresh: list[str | None]):
+            with bulk():   # plaintexts as bytes, straight into the JSON: no string per token
+                access, refresh = primary.keyring.decrypt_pair(access, refresh, uids, raw=True)
+                return uids, json_strings(access), json_strings(refresh)
+
+        read = await primary.export_columns(asked, clear)
+    if read is not None:
+        (uids, access, refresh), texts = read
+        columns.update(texts)
+        columns["access_token"], columns["refresh_token"] = access, refresh
+        count = len(uids)
+        seen.update(uids)
+    elif primary.CAN_EXPORT_ROWS:  # one query, rows as columns, no TokenRecord per row
         with bulk():
-            names, rows = await export(sorted(wanted) if wanted else None)
+            names, rows = await primary.export_rows(asked)
             raw = dict(zip(names, map(list, zip(*rows)))) if rows else {n: [] for n in names}
             uids = raw["user_id"]
-            raw["access_token"] = _decrypt_columns(primary.keyring, uids, raw["access_token"])
-            raw["refresh_token"] = _decrypt_columns(primary.keyring, uids, raw["refresh_token"])
+            raw["access_token"], raw["refresh_token"] = primary.keyring.decrypt_pair(
+                raw["access_token"], raw["refresh_token"], uids)
             raw["scopes"] = [s if type(s) is list else list(s or ()) for s in raw["scopes"]]
             for name in PAYLOAD_FIELDS:
                 columns[name] = raw.get(name) or [None] * len(uids)
+            count = len(uids)
             seen.update(uids)
-    others = [t for t in store.backends if t.writable and (export is None or t is not primary)]
+    exported = read is not None or primary.CAN_EXPORT_ROWS
+    more: dict[str, list] = {name: [] for name in PAYLOAD_FIELDS}
+    others = [t for t in store.backends if t.writable and (not exported or t is not primary)]
     for tier in others:
         for record in sorted(await tier.list(secrets=True), key=lambda r: r.user_id):
             if record.user_id in seen or record.source == "env" or (wanted and record.user_id not in wanted):
@@ -68,10 +86,23 @@ async def _read_rows(service: "AuthService", users: list[str] | None) -> tuple[d
             seen.add(record.user_id)
             for name in RECORD_FIELDS:
                 value = getattr(record, name)
-                columns[name].append(list(value) if name == "scopes" else value)
+                more[name].append(list(value) if name == "scopes" else value)
             for name in AUTHOR_FIELDS:
-                columns[name].append(None)
-    return columns, primary.name
+                more[name].append(None)
+    for name, extra in more.items():
+        columns[name] = _joined(columns[name], extra)
+    return columns, count + len(more["user_id"]), primary.name
+
+
+def _joined(column: list | str | bytes, more: list) -> list | str | bytes:
+    """A column (a list, or a JSON array as text or bytes) with ``more`` values after it."""
+    if not more:
+        return column
+    if isinstance(column, list):
+        return column + more
+    tail = json.dumps(more, separators=(",", ":"), ensure_ascii=False)
+    head = column if isinstance(column, str) else column.decode()
+    return tail if head.strip() == "[]" else f"{head.rstrip()[:-1]},{tail[1:]}"
 
 
 async def backup(service: "AuthService", path: str | Path, passphrase: str | None, *,
@@ -93,12 +124,12 @@ async def backup(service: "AuthService", path: str | Path, passphrase: str | Non
     deriving = asyncio.ensure_future(asyncio.to_thread(derive_key, passphrase, params, salt))
     try:
         progress("read", 0, 0)
-        columns, source = await _read_rows(service, users)
-        count = len(columns["user_id"])
-        _refuse_missing(users, columns["user_id"])
+        columns, count, source = await _read_rows(service, users)
+        if users:
+            _refuse_missing(users, _listed(columns["user_id"]))
         progress("read", count, count)
         now = service.clock.now()
-        payload = encode_payload(columns, source, now)
+        payload = encode_payload(columns, source, now, count)
         progress("encrypt", 0, count)
         derived = await deriving
     finally:
@@ -112,6 +143,10 @@ async def backup(service: "AuthService", path: str | Path, passphrase: str | Non
                          f"{describe_kdf(params)})")
     return BackupSummary(str(target), count, "portable", len(data), describe_kdf(params),
                          time.monotonic() - started)
+
+
+def _listed(column: list | str | bytes) -> list:
+    return column if isinstance(column, list) else json.loads(column)
 
 
 def _refuse_missing(asked: list[str] | None, found: list[str]) -> None:

@@ -8,6 +8,7 @@ under any store key.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -47,11 +48,36 @@ class BackupContents:
         return [r.user_id for r in self.records]
 
 
-def encode_payload(columns: dict[str, list], source: str, created_at: float) -> bytes:
-    doc = {"kind": PAYLOAD_KIND, "created_at": created_at, "source": source,
-           "count": len(columns["user_id"]), "fields": list(columns), "columns": list(columns.values())}
+def encode_payload(columns: dict[str, list | str | bytes], source: str, created_at: float,
+                   count: int | None = None) -> bytes:
+    """The body's bytes. A column is a list, or a JSON array already written (text or UTF-8
+    bytes: a backup from PostgreSQL gets its columns that way, and says how many rows), spliced
+    in as it is."""
+    if count is None:
+        count = len(columns["user_id"])
+    doc = {"kind": PAYLOAD_KIND, "created_at": created_at, "source": source, "count": count,
+           "fields": list(columns)}
     with bulk():
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        head = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        parts = [c if isinstance(c, bytes) else c.encode() if isinstance(c, str)
+                 else json.dumps(c, separators=(",", ":"), ensure_ascii=False).encode() for c in columns.values()]
+        return b"".join((head[:-1], b',"columns":[', b",".join(parts), b"]}"))
+
+
+# Bytes a JSON string may hold as they are: printable ASCII but the quote and the backslash.
+_NOT_PLAIN = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
+
+
+def json_strings(values: list[bytes | None]) -> bytes:
+    """A JSON array of UTF-8 strings (``None``: null) as bytes. Tokens are plain ASCII: then
+    the array is joined at C speed, with no string object per value; otherwise ``json``."""
+    present = [v for v in values if v is not None] if None in values else values
+    if _NOT_PLAIN.search(b"".join(present)) is None:
+        if present is values:
+            return b'["' + b'","'.join(values) + b'"]' if values else b"[]"
+        return b"[" + b",".join([b"null" if v is None else b'"' + v + b'"' for v in values]) + b"]"
+    return json.dumps([None if v is None else v.decode() for v in values], separators=(",", ":"),
+                      ensure_ascii=False).encode()
 
 
 def decode_payload(payload: bytes, where: str, header: dict[str, Any]) -> BackupContents:

@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 OVERWRITE_MODES = ("newer", "always", "never")
 BATCH = 5000   # users per transaction when restoring into PostgreSQL
-IN_FLIGHT = 2  # batches written at once (each its own transaction and connection)
+IN_FLIGHT = 3  # batches written at once (each its own transaction and connection; 3 beat 2 by 10-25 %
+               # in interleaved runs on a busy 2-core machine: commits and round trips overlap)
 
 MAX_BACKUP_BYTES = 2 * 1000 ** 3   # ~500 bytes a user: room for 4 million, refused before reading
 _SAME_TIME = 0.0005   # seconds: timestamps round-trip through PostgreSQL at microseconds
@@ -236,7 +237,7 @@ async def apply_restore(service: "AuthService", plan: RestorePlan, *, batch_size
 
     progress("write", 0, len(todo))
     # IN_FLIGHT batches at once (each its own transaction): one is encrypted here while the
-    # database writes another. The file tier takes them one at a time.
+    # database writes the others. The file tier takes them one at a time.
     flying: list[asyncio.Future] = []
     with bulk():
         try:

@@ -523,3 +523,71 @@ def test_bulk_crypto_matches_one_by_one():
         ring.decrypt_many([sealed[0]], ["u1"])
     with pytest.raises(UnknownKey):
         retired.decrypt_many([sealed[0]], ["u0"])
+
+
+def test_pair_crypto_matches_one_by_one():
+    """The backup's and the restore's two-column paths give what the one-column paths give,
+    off the fast path too (another key, plaintext, missing values, a row moved to another user)."""
+    from console.crypto import Keyring
+    from console.errors import CryptoError
+
+    new, old = generate_key(), generate_key()
+    ring, retired = Keyring.from_spec(f"{new},{old}"), Keyring.from_spec(old)
+    access = [f"sk-ant-oat01-{i}-{os.urandom(8).hex()}" for i in range(40)] + ["", "sk-ant-oat01-é"]
+    refresh = [None if i % 5 == 2 else f"sk-ant-ort01-{i}" for i in range(40)] + ["", "sk-ant-ort01-\"q\""]
+    users = [f"u{i}" for i in range(len(access))]
+    sealed_a, sealed_r = ring.encrypt_pair(access, refresh, users)
+    assert [ring.decrypt(v, u) if v else v for v, u in zip(sealed_a, users)] == access
+    assert [ring.decrypt(v, u) if v else v for v, u in zip(sealed_r, users)] == refresh
+    sealed_a[7] = retired.encrypt(access[7], users[7])
+    sealed_r[8] = refresh[8]                                   # plaintext: passed through
+    assert ring.decrypt_pair(sealed_a, sealed_r, users) == (access, refresh)
+    raw = ring.decrypt_pair(sealed_a, sealed_r, users, raw=True)
+    assert raw == ([v.encode() for v in access], [v if v is None else v.encode() for v in refresh])
+    with pytest.raises(CryptoError, match="u1"):                # copied onto another user: refused
+        ring.decrypt_pair([sealed_a[0]], [sealed_r[0]], ["u1"])
+
+
+def test_json_strings_is_json():
+    from console.transfer.payload import json_strings
+
+    for values in ([], ["a", "b"], ["a", None, ""], ['q"uote', "back\\slash", "tab\t", "é", "\x7f"], [None]):
+        raw = [v if v is None else v.encode() for v in values]
+        assert json.loads(json_strings(raw)) == values
+
+
+async def test_export_columns_match_export_rows(pg_service):
+    """The JSON arrays PostgreSQL builds for a backup hold what a row-by-row read holds."""
+    service = pg_service
+    await seed(service, make_records(60))
+    primary = service.store.primary
+    names, rows = await primary.export_rows()
+    by_user = {r[0]: dict(zip(names, r)) for r in rows}
+
+    def clear(uids, access, refresh):
+        return uids, *primary.keyring.decrypt_pair(access, refresh, uids)
+
+    (uids, access, refresh), texts = await primary.export_columns(None, clear)
+    assert uids == sorted(by_user)
+    for name, text in texts.items():
+        assert json.loads(text) == [by_user[u][name] for u in uids], name
+    assert access == [primary.keyring.decrypt(by_user[u]["access_token"], u) for u in uids]
+    (some, _, _), texts = await primary.export_columns(["user00003", "user00001", "nobody"], clear)
+    assert some == ["user00001", "user00003"] and json.loads(texts["user_id"]) == some
+
+
+async def test_backup_reads_rows_when_columns_do_not_line_up(pg_service, tmp_path, monkeypatch):
+    """``export_columns`` answering None (its two reads did not line up, or no shared snapshot):
+    the backup reads the rows in one query instead and holds the same users."""
+    service = pg_service
+    before = await seed(service, make_records(30))
+    primary = service.store.primary
+
+    async def unaligned(users, tokens):
+        return None
+
+    monkeypatch.setattr(primary, "export_columns", unaligned)
+    target = tmp_path / "rows.ccbackup"
+    assert (await transfer.backup(service, target, PASS, kdf=WEAK)).users == 30
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+    assert {r.user_id: r.access_token for r in contents.records} == {u: r.access_token for u, r in before.items()}

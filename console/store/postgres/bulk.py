@@ -6,17 +6,25 @@ A mixin of ``PostgresTier``: it runs its statements through the tier's public ``
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
+import re
 from functools import lru_cache, partial
 from operator import itemgetter
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from ...crypto import Keyring
 from ...errors import StorageError
 from ...tokens import TokenRecord
 from ..base import AuditEvent
 from .sql import (APPEND_AUDIT_MANY, BULK, BULK_COLUMNS, BULK_CREATE, BULK_UPSERT, EXPORT, EXPORT_FIELDS,
-                  FIELDS, FIRST_PAGE, KEY_ID_INDEX, NEXT_PAGE, SELECT_ALL_HIDDEN, SELECT_ALL_SECRETS, TABLE_COLUMNS, TOKENS)
+                  EXPORT_JSON, EXPORT_JSON_FIELDS, EXPORT_SETTINGS, EXPORT_TOKENS, FIELDS, FIRST_PAGE,
+                  KEY_ID_INDEX, NEXT_PAGE, SELECT_ALL_HIDDEN, SELECT_ALL_SECRETS, TABLE_COLUMNS, TOKENS)
+
+
+T = TypeVar("T")
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 
 
 class ListedRecord(tuple, TokenRecord):
@@ -76,13 +84,14 @@ def listed_type(source: str, keys: frozenset[str]) -> type[ListedRecord]:
 class BulkPaths:
     """Listing pages, export, dump, bulk upsert and bulk audit for ``PostgresTier``."""
 
-    CAN_LIST_PAGE = CAN_PUT_MANY = CAN_EXPORT_ROWS = CAN_DUMP_TABLE = CAN_APPEND_AUDIT_MANY = True
+    CAN_LIST_PAGE = CAN_PUT_MANY = CAN_EXPORT_ROWS = CAN_EXPORT_COLUMNS = CAN_DUMP_TABLE = CAN_APPEND_AUDIT_MANY = True
 
     name: str
     keyring: Keyring
     actor: str
     write_patience: float
     attempt: Callable[..., Awaitable[Any]]
+    _pool: Callable[..., Awaitable[Any]]
     decode_row: Callable[..., TokenRecord]
 
     async def list_page(self, after: str | None, limit: int, secrets: bool = False) -> list[TokenRecord]:
@@ -113,6 +122,62 @@ class BulkPaths:
         rows = await self.attempt(lambda conn: conn.fetch(EXPORT, users))
         return list(EXPORT_FIELDS), rows
 
+    async def export_columns(self, users: list[str] | None,
+                             tokens: Callable[[list[str], list[str], list[str | None]], T]
+                             ) -> tuple[T, dict[str, str]] | None:
+        """A backup's rows (or ``users``') as columns, in user id order, from one snapshot.
+
+        ``tokens(user ids, access, refresh)`` gets the ciphertexts as stored and runs here (it
+        decrypts) while PostgreSQL builds every other field of ``EXPORT_FIELDS`` as one JSON
+        array on a second connection that shares the first one's snapshot: returns ``(what
+        tokens returned, {field: JSON array text})``, or None if the two reads do not line up
+        (the caller then reads through ``export_rows``)."""
+        import asyncpg
+
+        pool = await self._pool()
+        if pool.get_max_size() < 2:   # a given pool of one: the second read would wait forever
+            return None
+
+        async def read(conn):
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                await conn.execute(EXPORT_SETTINGS)
+                try:
+                    snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+                except asyncpg.PostgresError:   # a server that cannot share its snapshot
+                    return None
+                if not _SNAPSHOT_ID.fullmatch(str(snapshot)):
+                    return None
+                sent = asyncio.Event()
+
+                async def columns(other):
+                    async with other.transaction(isolation="repeatable_read", readonly=True):
+                        await other.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'; {EXPORT_SETTINGS}")
+                        sent.set()   # the first read starts once this one is under way
+                        return await other.fetchrow(EXPORT_JSON, users)
+
+                built = asyncio.ensure_future(self.attempt(columns))
+                waiting = asyncio.ensure_future(sent.wait())
+                try:
+                    await asyncio.wait([built, waiting], return_when=asyncio.FIRST_COMPLETED)
+                    if built.done():
+                        built.result()   # it failed before its query: raise that here
+                    rows = await conn.fetch(EXPORT_TOKENS, users)
+                    uids, access, refresh = map(list, zip(*rows)) if rows else ([], [], [])
+                    del rows
+                    result = tokens(uids, access, refresh)
+                    row = await built
+                finally:
+                    waiting.cancel()
+                    if not built.done():
+                        built.cancel()
+                        await asyncio.gather(built, return_exceptions=True)
+            texts = dict(zip(EXPORT_JSON_FIELDS, row))
+            if json.loads(texts["user_id"]) != uids:   # the two reads must line up row by row
+                return None
+            return result, texts
+
+        return await self.attempt(read)
+
     async def put_many(self, records: list[TokenRecord], expected: dict[str, int] | None = None,
                        authors: dict[str, tuple[str | None, str | None]] | None = None) -> list[str]:
         """Bulk upsert in one transaction (COPY into a temporary table, then one upsert); returns
@@ -123,8 +188,8 @@ class BulkPaths:
         uids = [r.user_id for r in records]
         if len(set(uids)) != len(uids):
             raise StorageError("a user appears twice in one bulk write; nothing was written")
-        access = self.keyring.encrypt_many([r.access_token for r in records], uids)
-        refresh = self.keyring.encrypt_many([r.refresh_token for r in records], uids)
+        access, refresh = self.keyring.encrypt_pair([r.access_token for r in records],
+                                                    [r.refresh_token for r in records], uids)
         rows = []
         for r, enc_access, enc_refresh in zip(records, access, refresh):
             by = authors.get(r.user_id) or (None, None)

@@ -127,6 +127,29 @@ EXPORT = f"""SELECT user_id, access_token_encrypted, refresh_token_encrypted, {_
     created_by, updated_by FROM {TOKENS}
     WHERE $1::text[] IS NULL OR user_id = ANY($1::text[])"""
 EXPORT_FIELDS = (*FIELDS, "created_by", "updated_by")
+# A backup in one snapshot on two connections, rows in user id order on both: the ciphertexts
+# (decrypted in Python while PostgreSQL runs the second), and every other field of EXPORT_FIELDS
+# as one JSON array each, built by PostgreSQL ("usually works" ordering of a sorted subquery is
+# checked: the user ids come back from both and must be equal). $1 the users or NULL: all.
+_EXPORT_WHERE = "WHERE $1::text[] IS NULL OR user_id = ANY($1::text[]) ORDER BY user_id"
+EXPORT_TOKENS = f"SELECT user_id, access_token_encrypted, refresh_token_encrypted FROM {TOKENS} {_EXPORT_WHERE}"
+# Both reads walk the user id index: sorting 100 000 wide rows spills to disk at the default
+# work_mem, and parallel workers would take the cores the decryption and the KDF are using.
+EXPORT_SETTINGS = "SET LOCAL enable_sort = off; SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off"
+EXPORT_JSON_EXPRESSIONS = {
+    "user_id": "user_id", "expires_at": "date_part('epoch', expires_at)", "scopes": "COALESCE(scopes, '{}')",
+    "account_email": "account_email", "account_uuid": "account_uuid", "organization_uuid": "organization_uuid",
+    "organization_name": "organization_name", "subscription_type": "subscription_type",
+    "created_at": "COALESCE(date_part('epoch', created_at), 0)",
+    "updated_at": "COALESCE(date_part('epoch', updated_at), 0)", "last_used": "date_part('epoch', last_used)",
+    "refresh_count": "COALESCE(refresh_count, 0)", "last_refresh_at": "date_part('epoch', last_refresh_at)",
+    "last_refresh_error_at": "date_part('epoch', last_refresh_error_at)", "last_refresh_error": "last_refresh_error",
+    "refresh_failures": "refresh_failures", "needs_login": "needs_login", "version": "version",
+    "created_by": "created_by", "updated_by": "updated_by"}
+EXPORT_JSON_FIELDS = tuple(EXPORT_JSON_EXPRESSIONS)
+EXPORT_JSON = ("SELECT " + ", ".join(f"COALESCE(json_agg(c{i})::text, '[]')" for i in range(len(EXPORT_JSON_FIELDS)))
+               + " FROM (SELECT " + ", ".join(f"{e} AS c{i}" for i, e in enumerate(EXPORT_JSON_EXPRESSIONS.values()))
+               + f" FROM {TOKENS} {_EXPORT_WHERE}) s")
 APPEND_AUDIT_MANY = f"""INSERT INTO {AUDIT} (ts, user_id, action, ok, detail, actor)
     SELECT to_timestamp(ts), u, a, o, d, w
     FROM unnest($1::float8[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[])
