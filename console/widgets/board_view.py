@@ -16,6 +16,7 @@ from heapq import heapify, heappop, heappush
 from collections import Counter
 from itertools import accumulate, chain, compress, repeat
 from operator import attrgetter
+from os.path import commonprefix
 from typing import Callable, Iterable
 
 from rich.cells import cell_len, set_cell_size
@@ -24,7 +25,7 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -226,15 +227,21 @@ class _TextIndex:
     or ``None`` when the term is too common for this index to be the faster way.
     """
 
-    __slots__ = ("blob", "starts", "limit")
+    __slots__ = ("blob", "starts", "limit", "common")
 
     def __init__(self, texts: list[str]) -> None:
         self.blob = "\n".join(texts) + "\n"
         self.starts = list(accumulate(map((1).__add__, map(len, texts)), initial=0))
         self.limit = max(64, int(len(texts) * _COMMON))
+        # What every row starts with (ids that share a prefix: "user-00"): a term inside it is
+        # in every row, known without testing one.
+        self.common = commonprefix((min(texts), max(texts))) if texts else ""
 
     def rows(self, term: str) -> list[int] | None:
         find, starts, limit = self.blob.find, self.starts, self.limit
+        sample = len(starts) // 16
+        if sample * 16 > limit and self.blob.count(term, 0, starts[sample]) * 16 > limit * 2:
+            return None   # a sixteenth of the rows already says the term is common
         hits: list[int] = []
         at = find(term)
         while at >= 0:
@@ -371,6 +378,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._anchor: str | None = None          # the user the operator put the cursor on
         self._layout: tuple[int, list[tuple[Column, int]]] | None = None
         self._lines: LRUCache[tuple, Strip] = LRUCache(1024)
+        self._frame: tuple | None = None          # (width, base style, top, now) while a frame is drawn
         self._hidden: frozenset[str] = frozenset()   # columns the operator chose not to see
         self._marked: dict[str, None] = {}           # marked user ids, in marking order
         self._held: frozenset[str] = frozenset()  # users whose new token is held locally, not stored
@@ -878,6 +886,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 self._filtered_from = query
                 return
             terms = [term for term, count in found if count != grams.rows]
+        if self._index is not None and terms:
+            terms = [term for term in terms if term not in self._index.common]
         narrowing = bool(terms) and not usage_terms and self._filtered_from is not None \
             and self._filtered_from != "" and query.startswith(self._filtered_from)
         recent = self._recent
@@ -1037,22 +1047,39 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._layout = None
         self._lines.clear()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The width, base style, scroll offset and clock are the same for every line of a frame:
+        # read once here, not per line (rich_style walks every ancestor, which cost more than
+        # drawing the rows themselves).
+        self._frame = (self.scrollable_content_region.width, self.rich_style, int(self.scroll_offset.y),
+                       self._clock())
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        base = self.rich_style
+        frame = self._frame
+        if frame is None:
+            frame = (self.scrollable_content_region.width, self.rich_style, int(self.scroll_offset.y),
+                     self._clock())
+        width, base, top, now = frame
         if y == 0:
             return self._header_strip(width, base)
-        index = int(self.scroll_offset.y) + y - 1
+        index = top + y - 1
         if index >= len(self._view):
             if y == 2 and not self._view and self.loaded:
                 return self._message_strip(width, base)
             return Strip.blank(width, base)
         uid = self._view[index]
         record = self._records[uid]
-        now = self._clock()
-        # A row looks the same for a whole second: draw it once (scrolling, typing a filter).
+        # A row looks the same until one of its words does: draw it once (scrolling, typing a
+        # filter), and again only when a countdown it shows moves, not every second.
         marked = uid in self._marked
-        key = (uid, id(record), index == self._cursor, int(now), width, marked, self._usage.get(uid))
+        times = (format_duration(record.expires_at - now) if record.expires_at else None,
+                 ago(now - record.last_used if record.last_used else None),
+                 token_status(record, now, self._buffer))
+        key = (uid, id(record), index == self._cursor, times, width, marked, self._usage.get(uid), base)
         strip = self._lines.get(key)
         if strip is None:
             strip = self._row_strip(record, now, index == self._cursor, width, base, marked)
