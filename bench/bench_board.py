@@ -113,7 +113,7 @@ def install_paint_probe():
 
     def render_line(self, y):
         strip = original(self, y)
-        if y >= 1 and self.view:
+        if y >= 1 and self._view:   # (not .view: that would finish a lazy filter inside the probe)
             self.painted_at = time.perf_counter()
         return strip
 

@@ -16,6 +16,7 @@ from heapq import heapify, heappop, heappush
 from collections import Counter
 from itertools import accumulate, chain, compress, repeat
 from operator import attrgetter
+from os.path import commonprefix
 from typing import Callable, Iterable
 
 from rich.cells import cell_len, set_cell_size
@@ -24,7 +25,7 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -213,6 +214,10 @@ _BULK = 5000
 # Queries recently filtered for, with their rows, while the data and order stay the same:
 # erasing a character back to an earlier query costs a lookup.
 _RECENT = 64
+# A filter over at least this many rows tests just enough of them to fill the screen, and the
+# rest in chunks of _SCAN_CHUNK per timer tick: a keystroke waits for one screen, not 100 000 rows.
+_LAZY = 20_000
+_SCAN_CHUNK = 4096
 # A term in more than this share of the rows is tested row by row (one C-level map) instead:
 # mapping thousands of hits back one by one costs more than testing every row.
 _COMMON = 0.05
@@ -226,15 +231,21 @@ class _TextIndex:
     or ``None`` when the term is too common for this index to be the faster way.
     """
 
-    __slots__ = ("blob", "starts", "limit")
+    __slots__ = ("blob", "starts", "limit", "common")
 
     def __init__(self, texts: list[str]) -> None:
         self.blob = "\n".join(texts) + "\n"
         self.starts = list(accumulate(map((1).__add__, map(len, texts)), initial=0))
         self.limit = max(64, int(len(texts) * _COMMON))
+        # What every row starts with (ids that share a prefix: "user-00"): a term inside it is
+        # in every row, known without testing one.
+        self.common = commonprefix((min(texts), max(texts))) if texts else ""
 
     def rows(self, term: str) -> list[int] | None:
         find, starts, limit = self.blob.find, self.starts, self.limit
+        sample = len(starts) // 16
+        if sample * 16 > limit and self.blob.count(term, 0, starts[sample]) * 16 > limit * 2:
+            return None   # a sixteenth of the rows already says the term is common
         hits: list[int] = []
         at = find(term)
         while at >= 0:
@@ -289,6 +300,25 @@ class _GramCounts:
         if any(counts.get(term[i:i + 2], 0) == 0 for i in range(len(term) - 1)):
             return 0
         return None
+
+
+def _scan(ids: list[str], texts: list[str], at: int, end: int, terms: list[str],
+          need: int) -> tuple[list[str], list[str], int]:
+    """The rows of ``ids[at:end]`` whose text holds every term, tested in growing slices until
+    ``need`` are found; returns them and where the test stopped."""
+    found_ids: list[str] = []
+    found_texts: list[str] = []
+    step = 256
+    while at < end and len(found_ids) < need:
+        stop = min(at + step, end)
+        chunk_ids, chunk_texts = ids[at:stop], texts[at:stop]
+        for term in terms:
+            keep = list(map(str.__contains__, chunk_texts, repeat(term)))
+            chunk_ids, chunk_texts = list(compress(chunk_ids, keep)), list(compress(chunk_texts, keep))
+        found_ids += chunk_ids
+        found_texts += chunk_texts
+        at, step = stop, step * 2
+    return found_ids, found_texts, at
 
 
 class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
@@ -357,6 +387,10 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._view_text: list[str] | None = []
         self._filter = ""
         self._filtered_from: str | None = None   # the query the view was built for
+        # A lazy filter's rows not yet tested: (ids, texts, next row, terms); the view holds the
+        # matches of the rows before. None: the view is whole.
+        self._pending: tuple[list[str], list[str], int, list[str]] | None = None
+        self._scan_timer = None
         self._sort_key = "status"
         self._sort_reverse = False
         self._key_of = _sort_key("status", self._records, self._status, self._usage)
@@ -372,6 +406,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._anchor: str | None = None          # the user the operator put the cursor on
         self._layout: tuple[int, list[tuple[Column, int]]] | None = None
         self._lines: LRUCache[tuple, Strip] = LRUCache(1024)
+        self._frame: tuple | None = None          # (width, base style, top, now) while a frame is drawn
         self._hidden: frozenset[str] = frozenset()   # columns the operator chose not to see
         self._marked: dict[str, None] = {}           # marked user ids, in marking order
         self._held: frozenset[str] = frozenset()  # users whose new token is held locally, not stored
@@ -382,7 +417,44 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     @property
     def view(self) -> list[str]:
         """User ids in display order (do not mutate)."""
+        self._whole()
         return self._view
+
+    def _whole(self) -> None:
+        """Finish a lazy filter now: its caller needs every row of the view."""
+        if self._pending is not None:
+            self._scan_more(None)
+            self._after_view_change()
+
+    def _scan_more(self, rows: int | None) -> bool:
+        """Test up to ``rows`` more rows of a lazy filter (None: all); returns whether it is done."""
+        ids, texts, at, terms = self._pending
+        end = len(ids) if rows is None else min(len(ids), at + rows)
+        found_ids, found_texts, at = _scan(ids, texts, at, end, terms, len(ids))
+        self._view += found_ids
+        self._view_text += found_texts
+        if at < len(ids):
+            self._pending = (ids, texts, at, terms)
+            return False
+        self._pending = None
+        if self._scan_timer is not None:
+            self._scan_timer.stop()
+            self._scan_timer = None
+        self._remember(self._filtered_from or "", self._view, self._view_text)
+        return True
+
+    def _start_scanning(self) -> None:
+        if self._pending is not None and self._scan_timer is None:
+            self._scan_timer = self.set_interval(_PACK_EVERY / 2, self._scan_step)
+
+    def _scan_step(self) -> None:
+        if self._pending is None:   # a tick queued before the timer stopped, or finished meanwhile
+            if self._scan_timer is not None:
+                self._scan_timer.stop()
+                self._scan_timer = None
+            return
+        if self._scan_more(_SCAN_CHUNK):
+            self._after_view_change()
 
     @property
     def total(self) -> int:
@@ -516,6 +588,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     def clear_marks(self) -> bool:
         if not self._marked:
             return False
+        self._whole()
         self._marked.clear()
         self._lines.clear()
         self.refresh()
@@ -608,6 +681,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
     def select_user(self, user_id: str) -> None:
         """Put the cursor on a user (now, or as soon as the user is in the view)."""
         self._anchor = user_id
+        self._whole()
         self._place_cursor()
         self._scroll_to_cursor()
         self.refresh()
@@ -807,6 +881,10 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 self._view_text = [self._text[uid] for uid in self._view]
             if self._index is None and len(texts) > _PACK_CHUNK:   # ready before the first keystroke
                 self._index = _TextIndex(texts)
+            # The order, its texts and the index are new and long-lived: keep them out of the
+            # collector's full passes, which otherwise walk every row and stall a keystroke for
+            # 0.1-0.4 s at 100 000 users (as after a load, in _apply).
+            gc.freeze()
             return
         # The order and its texts always move together, so the two slices correspond; a row
         # moved meanwhile is at worst left unpacked.
@@ -869,6 +947,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             self._order_text.insert(i, self._text[uid])
 
     def _refilter(self) -> None:
+        pending, self._pending = self._pending, None
         query = self._filter.lower()
         terms = query.split()
         if terms and self._order_text is None:
@@ -883,6 +962,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 self._filtered_from = query
                 return
             terms = [term for term, count in found if count != grams.rows]
+        if self._index is not None and terms:
+            terms = [term for term in terms if term not in self._index.common]
         narrowing = bool(terms) and not usage_terms and self._filtered_from is not None \
             and self._filtered_from != "" and query.startswith(self._filtered_from)
         recent = self._recent
@@ -891,14 +972,34 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             self._view, self._view_text = hit
             self._filtered_from = query
             return
+        rest = None   # rows a lazy filter has yet to test: (ids, texts, from)
         if narrowing:  # a longer query only narrows: start from the current view
             ids, texts = self._view, self._view_text
+            if pending is not None:   # (and from the rows the last query had yet to test)
+                rest = pending[:3]
         else:
             ids, texts, terms = self._indexed(terms) if terms else (self._order, self._order_text, terms)
+        if (rest is None and terms and not usage_terms and len(ids) >= _LAZY and self._anchor is None
+                and (narrowing or not self._sort_reverse) and self.is_attached):
+            rest, ids, texts = (ids, texts, 0), [], []   # (rows in display order: a view, or the order unreversed)
         for term in terms:
             keep = list(map(str.__contains__, texts, repeat(term)))
             if keep.count(False):   # (a term every row has, like "@", changes nothing)
                 ids, texts = list(compress(ids, keep)), list(compress(texts, keep))
+        if rest is not None:
+            # Enough rows for the screen now; the others a chunk per tick (_scan_step).
+            need = int(self.scroll_offset.y) + self._body_height + 1
+            more_ids, more_texts, at = _scan(*rest, len(rest[0]), terms, max(0, need - len(ids)))
+            ids, texts = ids + more_ids, texts + more_texts
+            if at < len(rest[0]):
+                self._view, self._view_text = ids, texts
+                self._filtered_from = query
+                self._pending = (rest[0], rest[1], at, terms)
+                if self._scan_timer is not None:   # the screen first: this keystroke's rows
+                    self._scan_timer.stop()
+                    self._scan_timer = None
+                self.call_after_refresh(self._start_scanning)
+                return
         for term in usage_terms:   # 5h>80, 7d<=50, plan:max: on the usage cells, not the text
             test = usage_term(term)
             usage = self._usage
@@ -908,7 +1009,11 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             ids, texts = ids[::-1], (texts[::-1] if texts is not None else None)
         self._view, self._view_text = ids, texts
         self._filtered_from = query
+        self._remember(query, ids, texts)
+
+    def _remember(self, query: str, ids: list[str], texts: list[str]) -> None:
         if query:
+            recent = self._recent
             if len(recent) > _RECENT:
                 del recent[next(iter(recent))]
             recent[(query, self._sort_reverse)] = (ids, texts)
@@ -938,12 +1043,18 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def _after_view_change(self) -> None:
         self._place_cursor()
-        self.virtual_size = Size(self.size.width, len(self._view) + 1)
+        if self._pending is None:
+            self.virtual_size = Size(self.size.width, len(self._view) + 1)
+        elif self.virtual_size.height <= len(self._view):   # (the rest, and the count, once tested)
+            self.virtual_size = Size(self.size.width, len(self._view) + 1)
         self._scroll_to_cursor()
         self.refresh()
-        self.post_message(self.ViewChanged(self, len(self._view), len(self._records)))
+        if self._pending is None:
+            self.post_message(self.ViewChanged(self, len(self._view), len(self._records)))
 
     def _place_cursor(self) -> None:
+        if self._anchor is not None and self._pending is not None:
+            self._scan_more(None)   # the anchored user may be in the rows not yet tested
         view = self._view
         if not view:
             self._cursor = 0
@@ -971,6 +1082,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             self.scroll_to(y=self._cursor - body + 1, animate=False, immediate=True)
 
     def _move_cursor(self, row: int) -> None:
+        self._whole()
         if not self._view:
             return
         self._cursor = min(max(row, 0), len(self._view) - 1)
@@ -982,9 +1094,11 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._move_cursor(self._cursor + delta)
 
     def action_page(self, direction: int) -> None:
+        self._whole()
         self._move_cursor(self._cursor + direction * self._body_height)
 
     def action_edge(self, end: int) -> None:
+        self._whole()
         self._move_cursor(len(self._view) - 1 if end else 0)
 
     def on_click(self, event: events.Click) -> None:
@@ -1000,6 +1114,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
                 x += width + 1
             return
         row = int(self.scroll_offset.y) + offset.y - 1
+        self._whole()
         if 0 <= row < len(self._view):
             self._move_cursor(row)
             if event.chain >= 2:
@@ -1042,22 +1157,39 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._layout = None
         self._lines.clear()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The width, base style, scroll offset and clock are the same for every line of a frame:
+        # read once here, not per line (rich_style walks every ancestor, which cost more than
+        # drawing the rows themselves).
+        self._frame = (self.scrollable_content_region.width, self.rich_style, int(self.scroll_offset.y),
+                       self._clock())
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        base = self.rich_style
+        frame = self._frame
+        if frame is None:
+            frame = (self.scrollable_content_region.width, self.rich_style, int(self.scroll_offset.y),
+                     self._clock())
+        width, base, top, now = frame
         if y == 0:
             return self._header_strip(width, base)
-        index = int(self.scroll_offset.y) + y - 1
+        index = top + y - 1
         if index >= len(self._view):
             if y == 2 and not self._view and self.loaded:
                 return self._message_strip(width, base)
             return Strip.blank(width, base)
         uid = self._view[index]
         record = self._records[uid]
-        now = self._clock()
-        # A row looks the same for a whole second: draw it once (scrolling, typing a filter).
+        # A row looks the same until one of its words does: draw it once (scrolling, typing a
+        # filter), and again only when a countdown it shows moves, not every second.
         marked = uid in self._marked
-        key = (uid, id(record), index == self._cursor, int(now), width, marked, self._usage.get(uid))
+        times = (format_duration(record.expires_at - now) if record.expires_at else None,
+                 ago(now - record.last_used if record.last_used else None),
+                 token_status(record, now, self._buffer))
+        key = (uid, id(record), index == self._cursor, times, width, marked, self._usage.get(uid), base)
         strip = self._lines.get(key)
         if strip is None:
             strip = self._row_strip(record, now, index == self._cursor, width, base, marked)

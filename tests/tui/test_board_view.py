@@ -328,3 +328,98 @@ async def test_the_count_of_users_at_high_usage_follows_every_change():
         assert board.usage_high() == 0
         assert board.usage_high(5.0) == 1          # another threshold: counted from the cells
         await pilot.pause()
+
+
+async def test_lazy_filter_fills_the_screen_first_then_equals_a_scan(monkeypatch):
+    """Over many rows a keystroke tests just enough rows for the screen; the rest are tested a
+    chunk per tick. Partial, the view is always the start of the true answer; whole, it equals
+    a row-by-row test, also when a narrower query or a changed row arrives before it is whole,
+    and the count (ViewChanged) is posted only for the whole view."""
+    import console.widgets.board_view as board_view
+
+    monkeypatch.setattr(board_view, "_LAZY", 500)
+    monkeypatch.setattr(board_view, "_SCAN_CHUNK", 150)
+    rng = random.Random(23)
+    clock = Clock()
+    app = Host(clock)
+    counts: list[int] = []
+    async with app.run_test(size=(100, 30), message_hook=lambda m: counts.append(m.shown)
+                            if isinstance(m, BoardView.ViewChanged) else None) as pilot:
+        board = app.query_one(BoardView)
+        users = {f"u{i:04d}": make(f"u{i:04d}", rng) for i in range(3000)}
+        board.set_records(list(users.values()))
+        board.sort_by("user")
+        await pilot.pause()
+        lazy = 0
+        for query in ("corp", "corp u1", "corp u12", "postgres", "file ops", "corp", "zzz", "ops u2"):
+            counts.clear()
+            board.set_filter(query)
+            expected = expected_view(board, clock)
+            if board._pending is not None:
+                lazy += 1
+                assert board._view == expected[:len(board._view)], query
+                assert len(board._view) >= min(len(expected), board._body_height), query
+                assert counts == [], "no count before every row is tested"
+                await wait_until(pilot, lambda: board._pending is None, f"the rest of {query!r}", 10.0)
+                await pilot.pause()
+                assert counts and counts[-1] == len(expected), query
+            assert board._view == expected, query
+        assert lazy >= 3, "the broad queries must have been answered lazily"
+
+        # Narrowing before the view is whole: the rows tested and the rows left both narrow.
+        board.set_filter("")
+        board.set_filter("ops")
+        assert board._pending is not None
+        board.set_filter("ops u1")
+        assert board.view == expected_view(board, clock)     # (reading the view finishes it)
+        assert board._pending is None
+
+        # A row changed while a filter is half done: shown or hidden by its new text.
+        board.set_filter("")
+        board.set_filter("corp example")
+        assert board._pending is not None
+        shown = board._view[0]
+        hidden = next(u for u in sorted(users) if "corp" not in board._text[u])
+        for uid, email in ((shown, None), (hidden, f"dev+{hidden}@corp.example")):
+            users[uid] = users[uid].evolve(version=users[uid].version + 1, account_email=email)
+        board.set_records([users[shown], users[hidden]], complete=False)
+        await wait_until(pilot, lambda: board._pending is None, "the rest after a change", 10.0)
+        assert hidden in board._view and shown not in board._view
+        assert board._view == expected_view(board, clock)
+
+        # The operator moves the cursor: the whole view first, then the move.
+        board.set_filter("")
+        board.set_filter("corp u")
+        assert board._pending is not None
+        board.action_edge(1)
+        assert board._pending is None and board.selected_user_id == expected_view(board, clock)[-1]
+
+
+async def test_a_term_inside_the_prefix_of_every_row_is_known_without_a_scan(monkeypatch):
+    """Ids that share a prefix ("user-"): a term inside it is in every row, answered from the
+    joined text's common prefix. A row added later without that prefix must not be shown for
+    it: any change drops the joined text (and its prefix) until it is built again."""
+    import console.widgets.board_view as board_view
+
+    monkeypatch.setattr(board_view, "_PACK_CHUNK", 300)
+    rng = random.Random(8)
+    clock = Clock()
+    app = Host(clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(BoardView)
+        users = [make(f"user-{i:04d}", rng) for i in range(900)]
+        board.set_records(users)
+        await wait_until(pilot, lambda: board._index is not None, "the joined text", 10.0)
+        assert board._index.common.startswith("user-")
+        for query in ("ser-", "user-", "user-0", "user-08"):
+            board.set_filter(query)
+            assert board.view == expected_view(board, clock), query
+        board.set_filter("ser-")
+        assert len(board.view) == 900
+        board.set_records([make("admin-1", rng)], complete=False)
+        assert "admin-1" not in board.view and board.view == expected_view(board, clock)
+        await wait_until(pilot, lambda: board._index is not None, "the joined text again", 10.0)
+        assert board._index.common == ""
+        board.set_filter("user-0")
+        board.set_filter("ser-")
+        assert "admin-1" not in board.view and board.view == expected_view(board, clock)
