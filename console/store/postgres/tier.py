@@ -354,10 +354,12 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
                 conn = await lender.borrow()
                 await conn.execute(begin)
                 break
-            except Exception as exc:
+            except BaseException as exc:  # cancelled while waiting for the lock too: give it back
                 if conn is not None:
                     await lender.give(conn, clean=False, broken=is_connection_error(exc))
                     conn = None
+                if not isinstance(exc, Exception):
+                    raise
                 if is_lost(exc):  # the server restarted: the idle ones are dead too
                     for idle in lender.drop_idle():
                         await release_quietly(lender.pool, idle)

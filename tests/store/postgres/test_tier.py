@@ -516,3 +516,41 @@ async def test_a_read_under_the_lock_takes_the_row_lock_only_when_it_is_free(tie
         await tx.rollback()
     finally:
         await admin.close()
+
+
+async def test_a_refresh_cancelled_while_waiting_for_the_lock_gives_its_connection_back(pg_dsn, key):
+    """Cancelled inside ``locked`` while another holder has the user: the connection goes back
+    to the pool (its lock wait cancelled), so two holders at once still fit in a pool of 2."""
+    tier = PostgresTier(pg_dsn, Keyring.from_spec(key), pool_size=2)
+    try:
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with tier.locked("u"):
+                inside.set()
+                await release.wait()
+
+        holder = asyncio.ensure_future(hold())
+        await asyncio.wait_for(inside.wait(), 10)
+
+        async def wait_for_u() -> None:
+            async with tier.locked("u"):
+                raise AssertionError("got the lock while another holder had it")
+
+        waiter = asyncio.ensure_future(wait_for_u())
+        await asyncio.sleep(0.3)  # in the server, waiting for the advisory lock
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        await holder
+        both = asyncio.Barrier(2)
+
+        async def together(uid: str) -> None:
+            async with tier.locked(uid):
+                await both.wait()
+
+        await asyncio.wait_for(asyncio.gather(together("v"), together("w")), 15)
+    finally:
+        await tier.close()
