@@ -46,6 +46,9 @@ SLOT_SIZE = 4096
 DEFAULT_SLOTS = 256                 # 1 MiB: 256 rotations in flight at once before memory only
 
 
+_SEALED_FIELDS = tuple(k for k in TokenRecord.__dataclass_fields__ if k not in ("source", "user_id"))
+
+
 def user_digest(user_id: str) -> bytes:
     return hashlib.sha256(user_id.encode()).digest()[:8]
 
@@ -133,7 +136,9 @@ class RescueJournal:
     def _seal(self, record: TokenRecord, base_version: int) -> bytes:
         """The user id stays readable (it names whose entry this is, as audit lines do); the
         record, tokens and all, is sealed under the store's first key when one is configured."""
-        body = json.dumps({"record": {k: v for k, v in record.to_dict().items() if k not in ("source", "user_id")},
+        fields = {k: getattr(record, k) for k in _SEALED_FIELDS}  # not asdict(): its deep copy is slow
+        fields["scopes"] = list(record.scopes)
+        body = json.dumps({"record": fields,
                            "base": base_version, "at": time.time(), "pid": os.getpid()},
                           separators=(",", ":"))
         sealed = self.keyring.enabled
@@ -235,6 +240,30 @@ class RescueJournal:
                     out.append(entry)
             at = view.find(want, at + 1)
         return sorted(out, key=lambda e: e.written_at)
+
+    def may_hold(self, user_id: str) -> bool:
+        """Whether a pending entry may be ``user_id``'s (false positives allowed): cheap enough
+        to ask before every read. Once the journal is open this reads the shared memory map and
+        makes no system call: another process's entry is in the map as soon as its write
+        returns. Before that, one ``stat`` says whether the journal exists yet."""
+        view = self._map
+        if view is None:
+            if not self._exists():
+                return False
+            try:
+                self.open()
+            except StorageError:
+                return False
+            view = self._map
+        states = view[4::SLOT_SIZE]          # every slot's state byte, in one slice
+        if PENDING not in states:
+            return False
+        digest, at = user_digest(user_id), states.find(PENDING)
+        while at >= 0:
+            if view[at * SLOT_SIZE + 5:at * SLOT_SIZE + 13] == digest:
+                return True
+            at = states.find(PENDING, at + 1)
+        return False
 
     def _read(self, slot: int) -> Entry | None:
         start = slot * SLOT_SIZE

@@ -140,7 +140,6 @@ class AuthService:
         self._held: dict[str, Held] = {}             # rotated but not yet stored, by user
         self._retrying: dict[str, asyncio.Task] = {}
         self._recovered_at_start = False
-        self._journal_seen: tuple | None = None     # (stat key, users with pending entries)
         self.rescue_window: tuple[float, float] | None = None  # last answer-to-journal times (seconds)
         # At exit, how long a token held in memory only (no journal took it) is retried.
         self.hold_timeout = float(os.environ.get("CLAUDE_CONSOLE_HOLD_TIMEOUT") or HOLD_TIMEOUT)
@@ -618,18 +617,11 @@ class AuthService:
 
     async def _rescue(self, uid: str) -> None:
         """Before reading a user: land an unfinished journal entry for them (cheap when none:
-        one ``stat`` of the journal)."""
+        a look at the journal's shared memory map, no system call)."""
         if not self._recovered_at_start:
             await self.recover()
             return
-        try:
-            st = os.stat(self.journal.path)
-        except OSError:
-            return
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if self._journal_seen is None or self._journal_seen[0] != key:
-            self._journal_seen = (key, {e.user_id for e in self.journal.pending()})
-        if uid not in self._journal_seen[1] or uid in self._held:
+        if uid in self._held or not self.journal.may_hold(uid):
             return
         for entry in self.journal.pending(uid):
             try:
@@ -638,13 +630,13 @@ class AuthService:
                 log.warning("user %s's new token is held locally, not yet stored: %s", uid, exc.message)
                 self._held.setdefault(uid, Held(entry.record, entry.base_version, entry.slot, exc.message))
                 self._retry_later(uid)
-        self._journal_seen = None
 
     async def _land_before_spending(self, uid: str, current: TokenRecord) -> TokenRecord:
         """Inside the refresh lock: a held or journalled rotation of ``current`` must land before
         its (dead) refresh token could be spent; if the store still refuses it, stop here."""
         entries = [(h.record, h.base_version, h.slot) for h in [self._held.get(uid)] if h is not None]
-        entries += [(e.record, e.base_version, e.slot) for e in self.journal.pending(uid)]
+        if self.journal.may_hold(uid):  # (``pending`` searches the whole journal)
+            entries += [(e.record, e.base_version, e.slot) for e in self.journal.pending(uid)]
         base_now = current.version if current.source != "env" else 0
         for record, base, slot in entries:
             try:

@@ -105,6 +105,41 @@ def test_journal_append_works_on_a_full_disk(tiny_disk):
     assert len(journal.pending("u1")) == 64
 
 
+WRITE_ENTRY = """
+import json, sys
+from console.config import load_settings
+from console.crypto import Keyring
+from console.journal import RescueJournal
+from console.tokens import TokenRecord
+settings = load_settings()
+journal = RescueJournal(settings.journal_file, Keyring.from_spec(settings.encryption_key))
+journal.append(TokenRecord.from_dict(json.loads(sys.argv[1])), int(sys.argv[2]))
+"""
+
+
+@pytest.mark.postgres
+async def test_an_entry_another_process_journals_is_landed_by_the_next_read(pg_env, login):
+    """Reads check the journal through its shared memory map (no system call): an entry another
+    process writes while this one runs, with the journal open, still lands on the next read."""
+    import json
+
+    async with AuthService(load_settings()) as service:
+        await login(service, "ann")
+        stored = await service.store.get_fresh("ann")
+        for _ in range(2):  # the journal is open and checked: the fast path from here on
+            assert await service.get_access_token("ann") == stored.access_token
+        assert service.journal._map is not None
+        rotated = stored.evolve(access_token="at-from-elsewhere", refresh_token="rt-from-elsewhere",
+                                refresh_count=stored.refresh_count + 1)
+        subprocess.run([sys.executable, "-c", WRITE_ENTRY, json.dumps(rotated.to_dict()), str(stored.version)],
+                       check=True, env={**os.environ}, timeout=60)
+        record = await service.get_record("ann")
+        assert (record.refresh_token, record.version) == ("rt-from-elsewhere", stored.version + 1)
+        assert service.journal.pending("ann") == []
+        assert any(e.action == "recovery" for e in await service.audit_trail("ann"))
+        assert not service.journal.may_hold("ann")
+
+
 # -- kill -9 at scanned offsets around the save ------------------------------------------------
 
 async def _start_worker(env: dict[str, str]):

@@ -28,6 +28,8 @@ _TAIL = """date_part('epoch', expires_at), COALESCE(scopes, '{}'), account_email
     date_part('epoch', last_refresh_error_at), last_refresh_error, refresh_failures, needs_login, version"""
 SELECT_ONE = f"""SELECT user_id, access_token_encrypted, refresh_token_encrypted, {_TAIL}
     FROM {TOKENS} WHERE user_id = $1"""
+# Inside the user's lock: the row lock in the same round trip when it is free (never waits).
+SELECT_ONE_LOCKING = SELECT_ONE + " FOR UPDATE SKIP LOCKED"
 SELECT_ALL_SECRETS = f"SELECT user_id, access_token_encrypted, refresh_token_encrypted, {_TAIL} FROM {TOKENS}"
 # The board's listing: one query, nothing to decrypt, no ciphertext on the wire; after the
 # fields, the key id the access token is under (or 'fernet'), so a row under a key that is

@@ -38,7 +38,7 @@ from .facts import FactsPaths
 from .migrations import apply_migrations
 from .rotation import rotate_keys as rotate_all_keys
 from .sql import (DELETE, FIELDS, INSERT_NEW, MIGRATIONS, PENDING, AUDIT, SELECT_ALL_HIDDEN,
-                  SELECT_ALL_SECRETS, SELECT_ONE, TOKENS, TOUCH, UPDATE_CAS, UPSERT)
+                  SELECT_ALL_SECRETS, SELECT_ONE, SELECT_ONE_LOCKING, TOKENS, TOUCH, UPDATE_CAS, UPSERT)
 
 log = logging.getLogger("console.store.postgres")
 
@@ -49,6 +49,7 @@ class _Held:
     user_id: str
     conn: Any
     alive: bool = True
+    row_locked: bool = False                     # the user's row is locked by this transaction too
     writes: list = field(default_factory=list)   # replayed if the commit is lost
 
 
@@ -85,6 +86,7 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
         self.write_patience = write_patience
         self.actor = actor or f"claude-console@{socket.gethostname()}"
         self._given_pool = pool          # an asyncpg pool the caller owns (seed handler)
+        self._given_lender = SharedPool(pool, lend=False) if pool is not None else None
         self._given_migrated = False
         self._shared: SharedPool | None = None
         self._key: tuple | None = None
@@ -94,16 +96,26 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
     # -- pool ------------------------------------------------------------------------------
 
     async def _pool(self, *, migrate: bool | None = None):
-        if self._given_pool is not None:
+        return (await self._lender(migrate=migrate)).pool
+
+    def _ready(self) -> SharedPool | None:
+        """The common case, without an await: the pool exists on this loop."""
+        shared = self._shared
+        if shared is not None and self._key[1] is asyncio.get_running_loop() and not shared.pool._closed:
+            return shared
+        return None
+
+    async def _lender(self, *, migrate: bool | None = None) -> SharedPool:
+        if self._given_lender is not None:
             if (self.auto_migrate if migrate is None else migrate) and not self._given_migrated:
                 async with self._given_pool.acquire() as conn:
                     await apply_migrations(conn)
                 self._given_migrated = True
-            return self._given_pool
+            return self._given_lender
         loop = asyncio.get_running_loop()
         shared = self._shared
         if shared is not None and self._key[1] is loop and not shared.pool._closed:
-            return shared.pool
+            return shared
         dsn, options = connect_options(self.dsn)
         key = (dsn, loop, options.get("statement_cache_size"))
         lock = POOL_LOCKS.setdefault(key, asyncio.Lock())
@@ -124,10 +136,13 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
                 shared.users += 1
                 self._shared, self._key = shared, key
             if (self.auto_migrate if migrate is None else migrate) and not shared.migrated:
-                async with shared.pool.acquire() as conn:
+                conn = await shared.borrow()
+                try:
                     await apply_migrations(conn)
+                finally:
+                    await shared.give(conn, clean=False)
                 shared.migrated = True
-        return shared.pool
+        return shared
 
     def _unavailable(self, exc: BaseException) -> TierUnavailable:
         reason, hint = explain(exc)
@@ -143,16 +158,22 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
         delay, retried = 0.05, False
         while True:
             try:
-                shared = self._shared  # the common case, without a call: the pool exists on this loop
-                pool = shared.pool if shared is not None and self._key[1] is asyncio.get_running_loop() \
-                    and not shared.pool._closed else await self._pool()
-                async with pool.acquire() as conn:
-                    try:
-                        return await fn(conn)
-                    except Exception as exc:
-                        if is_connection_error(exc):
-                            conn.terminate()  # never hand a broken connection out again
-                        raise
+                lender = self._ready() or await self._lender()
+                conn = await lender.borrow()
+                clean = broken = False
+                try:
+                    result = await fn(conn)
+                    clean = True
+                    return result
+                except Exception as exc:
+                    if is_connection_error(exc):
+                        broken = True  # never hand a broken connection out again
+                        if is_lost(exc):  # the server restarted: the idle ones are dead too
+                            for idle in lender.drop_idle():
+                                await release_quietly(lender.pool, idle)
+                    raise
+                finally:
+                    await lender.give(conn, clean=clean, broken=broken)
             except TierUnavailable as exc:
                 deadline = deadline or time.monotonic() + patience
                 if time.monotonic() >= deadline:
@@ -226,6 +247,14 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
         return self.keyring.encrypt(value, user_id) if value else None
 
     async def get(self, user_id: str) -> TokenRecord | None:
+        held = self._held(user_id)
+        if held is not None and not held.row_locked:
+            # Inside the user's lock, the read takes the row lock too when no one else holds it
+            # (SKIP LOCKED: it never waits): what ``lock_row`` needs, without a round trip more.
+            row = await self._run(user_id, lambda conn: conn.fetchrow(SELECT_ONE_LOCKING, user_id))
+            if row is not None:
+                held.row_locked = held.alive  # not if the read went to another connection
+                return self.decode_row(row)
         row = await self._run(user_id, lambda conn: conn.fetchrow(SELECT_ONE, user_id))
         return None if row is None else self.decode_row(row)
 
@@ -316,19 +345,24 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
         if self._held(user_id) is not None:  # re-entrant within one holder
             yield
             return
-        pool = await self._pool()
+        lender = self._ready() or await self._lender()
         conn = None
         # One round trip: the key is our own integer, so it is safe to write into the text.
         begin = f"BEGIN; SELECT pg_advisory_xact_lock({lock_key(user_id)})"
         for attempt in (1, 2):  # a pooled connection may be dead after a restart: one retry
             try:
-                conn = await pool.acquire()
+                conn = await lender.borrow()
                 await conn.execute(begin)
                 break
-            except Exception as exc:
+            except BaseException as exc:  # cancelled while waiting for the lock too: give it back
                 if conn is not None:
-                    await release_quietly(pool, conn, broken=is_connection_error(exc))
+                    await lender.give(conn, clean=False, broken=is_connection_error(exc))
                     conn = None
+                if not isinstance(exc, Exception):
+                    raise
+                if is_lost(exc):  # the server restarted: the idle ones are dead too
+                    for idle in lender.drop_idle():
+                        await release_quietly(lender.pool, idle)
                 if not is_connection_error(exc):
                     raise
                 if attempt == 2 or not is_lost(exc):
@@ -339,7 +373,7 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
             yield
         finally:
             _HELD.reset(token)
-            await self._finish_lock(pool, held)
+            await self._finish_lock(lender, held)
 
     row_lock_timeout = 5.0  # seconds a refresh waits for its row before giving up, unspent
 
@@ -348,13 +382,14 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
         the save after the provider's answer never waits for anyone (a restore, an admin's
         ``SELECT ... FOR UPDATE``). Raises ``StorageError`` if the row stays locked."""
         held = self._held(user_id)
-        if held is None:
+        if held is None or held.row_locked:  # the read under the lock took it already
             return
         from asyncpg.exceptions import LockNotAvailableError
 
         try:
             await held.conn.execute(f"SET LOCAL lock_timeout = {int(self.row_lock_timeout * 1000)}")
             await held.conn.fetchval(f"SELECT 1 FROM {TOKENS} WHERE user_id = $1 FOR UPDATE", user_id)
+            held.row_locked = True
         except LockNotAvailableError:
             raise StorageError(f"user {user_id!r}'s row is locked by another session (a restore, a key "
                                f"rotation or an open SELECT ... FOR UPDATE) for over {self.row_lock_timeout:g}s; "
@@ -365,8 +400,9 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
             held.alive = False  # the lock went with its connection: nothing is spent, so stop here
             raise self._unavailable(exc) from None
 
-    async def _finish_lock(self, pool, held: _Held) -> None:
+    async def _finish_lock(self, lender: SharedPool, held: _Held) -> None:
         """Commit, even after an error: what was written inside (a failure note) must stay."""
+        committed = False
         try:
             if held.alive:
                 try:
@@ -379,16 +415,21 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
                     held.alive = False
                     log.warning("%s: commit for %s lost (%s); writing again", self.where, held.user_id, exc)
                     await self._replay(held)
+                else:
+                    committed = True
         finally:
-            await release_quietly(pool, held.conn, broken=not held.alive)
+            await lender.give(held.conn, clean=committed, broken=not held.alive)
 
 
     async def migrate(self) -> list[str]:
         """Apply the shipped migrations that are missing; return their ids."""
-        pool = await self._pool(migrate=False)
+        lender = await self._lender(migrate=False)
         try:
-            async with pool.acquire() as conn:
+            conn = await lender.borrow()
+            try:
                 applied = await apply_migrations(conn)
+            finally:
+                await lender.give(conn, clean=False)
         except Exception as exc:
             if is_connection_error(exc):
                 raise self._unavailable(exc) from None
@@ -520,9 +561,10 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
             same_loop = False
         if same_loop:
             try:
-                await asyncio.wait_for(shared.pool.close(), 5.0)
+                await asyncio.wait_for(shared.close(), 5.0)
                 return
             except Exception:  # noqa: BLE001 - a stuck connection must not block shutdown
                 pass
+        shared.drop_idle()
         shared.pool.terminate()
 

@@ -460,3 +460,97 @@ def test_cli_migrate(pg_dsn, console_env):
     none = subprocess.run([sys.executable, "-m", "console", "migrate"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert none.returncode == 2 and "set DATABASE_URL" in none.stderr
+
+
+async def test_lent_connections_reach_borrowers_waiting_on_a_small_pool(pg_dsn, key):
+    """Connections given back are kept for the next borrower without a round of the event loop,
+    but never while another borrower waits in the pool: 40 locked writes and reads on a pool of
+    2 all finish, and the lock's row lock taken by its read is held until the commit."""
+    tier = PostgresTier(pg_dsn, Keyring.from_spec(key), pool_size=2)
+    try:
+        for n in range(8):
+            await tier.put(TokenRecord(user_id=f"p{n}", access_token=ACCESS, refresh_token=REFRESH,
+                                       expires_at=time.time() + 3600), 0)
+
+        async def change(uid: str) -> None:
+            async with tier.locked(uid):
+                current = await tier.get(uid)
+                await tier.lock_row(uid)  # taken by the read already: no round trip
+                await tier.put(current.evolve(refresh_count=current.refresh_count + 1), current.version)
+
+        async def read(uid: str) -> None:
+            assert (await tier.get(uid)).access_token == ACCESS
+
+        jobs = [change(f"p{n % 8}") if n % 2 else read(f"p{n % 8}") for n in range(40)]
+        await asyncio.wait_for(asyncio.gather(*jobs), 60)
+        counts = [(await tier.get(f"p{n}")).refresh_count for n in range(8)]
+        assert sum(counts) == 20
+        shared = tier._shared
+        assert shared.waiting == 0 and 1 <= len(shared.idle) <= 2
+    finally:
+        await tier.close()
+    assert shared.idle == [] and shared.pool._closed
+
+
+async def test_a_read_under_the_lock_takes_the_row_lock_only_when_it_is_free(tier, pg_dsn, connect):
+    """Inside ``locked``, the read locks the row (SKIP LOCKED: it never waits); a row another
+    session holds is still read, and ``lock_row`` then waits for it (up to row_lock_timeout)."""
+    await tier.put(TokenRecord(user_id="ann", access_token=ACCESS, refresh_token=REFRESH,
+                               expires_at=time.time() + 3600), 0)
+    admin = await connect(pg_dsn)
+    try:
+        async with tier.locked("ann"):
+            assert (await tier.get("ann")).access_token == ACCESS
+            with pytest.raises(Exception, match="lock"):  # our read holds the row lock now
+                await admin.execute(f"SET lock_timeout = 200; UPDATE {TOKENS} SET refresh_count = 9 "
+                                    "WHERE user_id = 'ann'")
+        tx = admin.transaction()
+        await tx.start()
+        await admin.execute("SET LOCAL lock_timeout = 0")
+        await admin.fetchval(f"SELECT 1 FROM {TOKENS} WHERE user_id = 'ann' FOR UPDATE")
+        tier.row_lock_timeout = 0.2
+        async with tier.locked("ann"):
+            assert (await tier.get("ann")).access_token == ACCESS  # read, not locked: someone has it
+            with pytest.raises(Exception, match="locked by another session"):
+                await tier.lock_row("ann")
+        await tx.rollback()
+    finally:
+        await admin.close()
+
+
+async def test_a_refresh_cancelled_while_waiting_for_the_lock_gives_its_connection_back(pg_dsn, key):
+    """Cancelled inside ``locked`` while another holder has the user: the connection goes back
+    to the pool (its lock wait cancelled), so two holders at once still fit in a pool of 2."""
+    tier = PostgresTier(pg_dsn, Keyring.from_spec(key), pool_size=2)
+    try:
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with tier.locked("u"):
+                inside.set()
+                await release.wait()
+
+        holder = asyncio.ensure_future(hold())
+        await asyncio.wait_for(inside.wait(), 10)
+
+        async def wait_for_u() -> None:
+            async with tier.locked("u"):
+                raise AssertionError("got the lock while another holder had it")
+
+        waiter = asyncio.ensure_future(wait_for_u())
+        await asyncio.sleep(0.3)  # in the server, waiting for the advisory lock
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        await holder
+        both = asyncio.Barrier(2)
+
+        async def together(uid: str) -> None:
+            async with tier.locked(uid):
+                await both.wait()
+
+        await asyncio.wait_for(asyncio.gather(together("v"), together("w")), 15)
+    finally:
+        await tier.close()
