@@ -381,6 +381,11 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
         """Inside ``locked(user)``, before a refresh spends the token: take the row lock too, so
         the save after the provider's answer never waits for anyone (a restore, an admin's
         ``SELECT ... FOR UPDATE``). Raises ``StorageError`` if the row stays locked."""
+        lost = _HELD.get()
+        if lost is not None and lost.tier is self and lost.user_id == user_id and not lost.alive:
+            # The user's lock went with its connection (a read was retried elsewhere): another
+            # process may hold it now, so nothing may be spent under it.
+            raise self._unavailable(ConnectionError(f"the lock on {user_id!r} was lost with its connection"))
         held = self._held(user_id)
         if held is None or held.row_locked:  # the read under the lock took it already
             return

@@ -554,3 +554,21 @@ async def test_a_refresh_cancelled_while_waiting_for_the_lock_gives_its_connecti
         await asyncio.wait_for(asyncio.gather(together("v"), together("w")), 15)
     finally:
         await tier.close()
+
+
+async def test_a_lock_lost_with_its_connection_lets_nothing_be_spent(tier, pg_dsn, connect):
+    """The lock's connection dies after the refresh began: the read is retried on another
+    connection (it must still answer), but the user's lock went with the dead session, so
+    ``lock_row`` (the last step before a refresh spends the token) must refuse."""
+    await tier.put(TokenRecord(user_id="lou", access_token=ACCESS, refresh_token=REFRESH,
+                               expires_at=time.time() + 3600), 0)
+    admin = await connect(pg_dsn)
+    try:
+        async with tier.locked("lou"):
+            pid = await tier._held("lou").conn.fetchval("SELECT pg_backend_pid()")
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)   # only our own session
+            assert (await tier.get("lou")).access_token == ACCESS           # answered elsewhere
+            with pytest.raises(TierUnavailable, match="lock on 'lou' was lost"):
+                await tier.lock_row("lou")
+    finally:
+        await admin.close()
