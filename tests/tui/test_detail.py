@@ -81,7 +81,10 @@ async def test_logout_confirms_then_returns_to_the_board(service, login):
         await wait_until(pilot, lambda: board.view == ["bob"], what="alice to leave the board")
 
 
-async def test_a_user_logged_out_elsewhere_says_so(service, login):
+async def test_a_user_logged_out_elsewhere_says_so(service, login, monkeypatch):
+    import console.screens.board as board_screen
+
+    monkeypatch.setattr(board_screen, "WATCH_EVERY", 60.0)   # no poll removes alice before enter
     await login(service, "alice")
     app = ConsoleApp(service, refresh_interval=5)
     async with app.run_test(size=SIZE) as pilot:
