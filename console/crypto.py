@@ -170,12 +170,16 @@ class Keyring:
 
     # -- bulk (backups, restores): the same values as encrypt/decrypt, less per-call work --
 
-    def encrypt_many(self, values: list[str | None], aads: list[str]) -> list[str | None]:
-        """``encrypt`` for each value (``None`` and ``""`` stay as they are)."""
+    def _sealer(self):
+        """The primary key's AES-GCM ``encrypt`` and the text every value it seals starts with."""
         if not self.keys:
             raise NoKeyConfigured("no encryption key is configured", hint="set CLAUDE_TOKEN_ENCRYPTION_KEY")
         kid = self.primary_id
-        seal, head = self._cipher(kid).encrypt, f"{PREFIX}{kid}:"
+        return self._cipher(kid).encrypt, f"{PREFIX}{kid}:"
+
+    def encrypt_many(self, values: list[str | None], aads: list[str]) -> list[str | None]:
+        """``encrypt`` for each value (``None`` and ``""`` stay as they are)."""
+        seal, head = self._sealer()
         urandom, b64 = os.urandom, base64.urlsafe_b64encode
         out: list[str | None] = []
         for value, aad in zip(values, aads):
@@ -242,10 +246,7 @@ class Keyring:
                      ) -> tuple[list[str | None], list[str | None]]:
         """``encrypt_many`` of two columns of the same users (a restore's access and refresh
         tokens) in one pass, each user id encoded once."""
-        if not self.keys:
-            raise NoKeyConfigured("no encryption key is configured", hint="set CLAUDE_TOKEN_ENCRYPTION_KEY")
-        kid = self.primary_id
-        seal, head = self._cipher(kid).encrypt, f"{PREFIX}{kid}:"
+        seal, head = self._sealer()
         urandom, b64 = os.urandom, base64.urlsafe_b64encode
         out_first: list[str | None] = []
         out_second: list[str | None] = []
