@@ -740,14 +740,6 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         """A page of a listing (or a reload): every step is one pass over the rows, written as
         comprehensions over parallel lists, and the new rows are merged into the order with one
         sort of two sorted runs. At 100 000 users this is what "all rows loaded" waits for."""
-        self._apply_many_now(changed, removed)
-        if len(changed) >= _BULK:
-            # Thousands of long-lived rows: keep them out of the collector's full passes, which
-            # would otherwise stall a keystroke for a quarter second at 100 000 users. Rows hold
-            # no reference cycles, so reference counting still frees the ones replaced later.
-            gc.freeze()
-
-    def _apply_many_now(self, changed: list[TokenRecord], removed: list[str]) -> None:
         now, buffer = self._clock(), self._buffer
         records, status, text, keys, counts = self._records, self._status, self._text, self._keys, self._counts
         uids = list(map(_USER_ID, changed))
@@ -757,7 +749,6 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         gone += [status[uid] for uid in uids if uid in status]
         for uid in removed:
             del records[uid], keys[uid]
-            text.pop(uid, None)
             self._marked.pop(uid, None)
         current = token_statuses(changed, now, buffer)
         for each in Status:   # list.count: a C loop per status, not a dict update per row
@@ -802,6 +793,11 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._filtered_from = None
         self._refilter()
         self._after_view_change()
+        if len(changed) >= _BULK:
+            # Thousands of long-lived rows: keep them out of the collector's full passes, which
+            # would otherwise stall a keystroke for a quarter second at 100 000 users. Rows hold
+            # no reference cycles, so reference counting still frees the ones replaced later.
+            gc.freeze()
 
     def begin_stream(self) -> None:
         """Pages of a listing are arriving: the idle work (packing the search texts, counting
