@@ -23,7 +23,7 @@ TRUST_FOR = 300.0          # ... so a cursor older than this (seconds) lists eve
 PRUNE_EVERY = 60.0         # one reader's prune, at most this often (inside its read)
 
 CURSOR = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
-# Columns 0-20 are the listing's own (rows_to_records reads them: the fields, then the key id
+# Columns 0-20 are the listing's own (a listed record reads them: the fields, then the key id
 # the tokens are under); then the cursor, whether the row is a change at all, and the changed
 # user (NULL with hit: everything).
 _READ = f"""s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin),
@@ -44,7 +44,7 @@ class ChangeFeed:
     CAN_WATCH = True
 
     attempt: Callable[..., Awaitable[Any]]
-    rows_to_records: Callable[..., list]
+    fetch_listed: Callable[..., Awaitable[list]]
     _pruned_at: float = 0.0
 
     async def change_cursor(self) -> tuple[str, float, frozenset]:
@@ -60,7 +60,7 @@ class ChangeFeed:
         sql = CHANGES_SINCE
         if now - self._pruned_at > PRUNE_EVERY:
             self._pruned_at, sql = now, CHANGES_SINCE_PRUNING
-        rows = await self.attempt(lambda conn: conn.fetch(sql, xmin))
+        rows = await self.fetch_listed(sql, xmin)
         # "Everything" rows stay in the window while an older transaction runs anywhere on the
         # server: each is acted on once (a listing taken after it saw what it stands for).
         marks = frozenset(seq for row in rows if row[_HIT] and row[_CHANGED] is None for seq in row[_SEQS])
@@ -69,4 +69,4 @@ class ChangeFeed:
             return Changes(fresh, everything=True)
         present = [row for row in rows if row[0] is not None]
         removed = [row[_CHANGED] for row in rows if row[0] is None and row[_CHANGED] is not None]
-        return Changes(fresh, self.rows_to_records(present, False), removed)
+        return Changes(fresh, present, removed)

@@ -259,8 +259,7 @@ class PostgresTier(BulkPaths, DueClaims, ChangeFeed, FactsPaths, Tier):
         return None if row is None else self.decode_row(row)
 
     async def list(self, secrets: bool = False) -> list[TokenRecord]:
-        rows = await self.attempt(lambda conn: conn.fetch(SELECT_ALL_SECRETS if secrets else SELECT_ALL_HIDDEN))
-        return self.rows_to_records(rows, secrets)
+        return await self.fetch_records(secrets)
 
     async def put(self, record: TokenRecord, expected_version: int | None = None) -> TokenRecord:
         uid = record.user_id
