@@ -6,6 +6,7 @@ import itertools
 import time
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
+from operator import attrgetter
 from typing import Any
 
 DEFAULT_REFRESH_BUFFER = 300.0
@@ -39,6 +40,7 @@ class Status(str, Enum):
         return _URGENCY[self]
 
 
+_EXPIRES, _NEEDS_LOGIN, _LOCKED = attrgetter("expires_at"), attrgetter("needs_login"), attrgetter("locked")
 _URGENCY = {
     Status.LOCKED: 0,
     Status.ACCOUNT_DISABLED: 0,
@@ -85,6 +87,12 @@ class TokenRecord:
     # Not a field: set by a listing on a row whose tokens are under a key that is not
     # configured (the key id, or "fernet"); such a record's status is LOCKED.
     locked = None
+
+    @classmethod
+    def none_locked(cls, records: list["TokenRecord"]) -> bool:
+        """Whether no record of ``records`` (all of this class) is ``locked``: a listing's
+        class may answer for a whole page without a call per row."""
+        return not any(map(_LOCKED, records))
 
     # -- status ------------------------------------------------------------------------
 
@@ -304,6 +312,10 @@ def token_statuses(records: list[TokenRecord], now: float,
     simply active: further than the buffer from expiry, readable, no login needed. That case
     is decided here from three fields; every other row goes through ``token_status``."""
     active, limit = Status.ACTIVE, now + buffer
+    kinds = set(map(type, records))
+    if len(kinds) == 1 and kinds.pop().none_locked(records):
+        return [active if expires > limit and not login else token_status(record, now, buffer)
+                for record, expires, login in zip(records, map(_EXPIRES, records), map(_NEEDS_LOGIN, records))]
     return [active if record.expires_at > limit and not record.needs_login and not record.locked
             else token_status(record, now, buffer) for record in records]
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from operator import attrgetter
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -31,6 +32,7 @@ from ..widgets.board_view import COLUMNS, BoardView
 from ..widgets.health_bar import HealthBar
 from .modals.confirm import ConfirmScreen
 
+_USER_ID = attrgetter("user_id")
 log = logging.getLogger("console.tui")
 
 
@@ -229,13 +231,19 @@ class BoardScreen(Screen[None]):
                 cursor = changes.cursor
             else:   # taken before the listing: whatever is written while it runs is read next time
                 cursor = await service.change_cursor()
-            # Plan and usage come from another table: read beside the listing, on another
-            # connection; the users on screen are asked about once the listing is in.
+            # Plan and usage come from another table, and the tiers' health (a count over
+            # every row) from another query: both are read beside the listing, on other
+            # connections. The users on screen are asked about once the listing is in.
             self._read_usage(ask=False)
-            async for page in service.iter_users(PAGE_SIZE, first=FIRST_PAGE):
-                seen.update(record.user_id for record in page)
-                self.post_message(PolledPage(page))
-            health = await service.health()
+            checking = asyncio.ensure_future(service.health())
+            try:
+                async for page in service.iter_users(PAGE_SIZE, first=FIRST_PAGE):
+                    seen.update(map(_USER_ID, page))
+                    self.post_message(PolledPage(page))
+            except BaseException:
+                checking.cancel()   # the listing's own failure is what is said
+                raise
+            health = await checking
         except Exception as exc:  # every failure is one line in a notification
             self.post_message(PollFailed(reason(exc)))
         else:

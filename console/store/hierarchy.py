@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from operator import attrgetter
 from typing import AsyncIterator
 
 from ..errors import StorageError, TierUnavailable
@@ -26,6 +27,7 @@ from ..tokens import HIDDEN, TokenRecord
 from ..users import fix_command
 from .base import UP, AuditEvent, Changes, PendingLogin, Tier, TierHealth
 
+_USER_ID = attrgetter("user_id")
 log = logging.getLogger("console.store")
 
 
@@ -164,23 +166,35 @@ class Hierarchy:
         """``list`` a page at a time: tiers that can ``list_page`` are read in keyset pages (the
         first one ``first`` long, if given), the rest whole. Earlier tiers still win: a user
         already yielded is not yielded again."""
-        seen: set[str] = set()
+        yielded: list[list[TokenRecord]] = []   # the ids in them are made a set only if needed
+        seen: set[str] | None = None
+
+        def unseen(batch: list[TokenRecord]) -> list[TokenRecord]:
+            nonlocal seen
+            if not yielded or not batch:    # the first tier with users: nothing to compare with
+                return batch
+            if seen is None:
+                seen = {uid for page in yielded for uid in map(_USER_ID, page)}
+            page = [r for r in batch if r.user_id not in seen]
+            seen.update(map(_USER_ID, page))
+            return page
+
         size = first or page_size
         for tier in self.backends:
             try:
                 if not tier.CAN_LIST_PAGE:
-                    page = [r for r in await tier.list(secrets) if r.user_id not in seen]
-                    seen.update(r.user_id for r in page)
+                    page = unseen(await tier.list(secrets))
                     self._note_unreadable(tier)
                     if page:
+                        yielded.append(page)
                         yield page
                     continue
-                after = None
+                after, listing = None, not yielded
                 while True:
                     batch = await tier.list_page(after, size, secrets)
-                    page = [r for r in batch if r.user_id not in seen]
-                    seen.update(r.user_id for r in page)
+                    page = batch if listing else unseen(batch)   # a tier's own ids are unique
                     if page:
+                        yielded.append(page)
                         yield page
                     if len(batch) < size:
                         break

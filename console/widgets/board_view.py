@@ -401,6 +401,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         self._pack_timer = self._pack_start = None
         self._pack_at = 0
         self._streaming = False   # see begin_stream
+        self._edges_due: list[tuple] = []   # a streamed listing's pages, whose edges are not made yet
         self._idle_due = False
         self._cursor = 0
         self._anchor: str | None = None          # the user the operator put the cursor on
@@ -763,19 +764,13 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         else:
             new_keys = list(map(self._key_of, uids))
         keys.update(zip(uids, new_keys))
-        # When each row next changes status by time alone (rows needing a login never do).
-        seq = self._seq
-        edges = [(when - buffer if when - buffer > now else when, next(seq), uid, record)
-                 for uid, record, when in zip(uids, changed, expires)
-                 if when > now and not record.needs_login]
-        if moved:   # the entries of rows that changed would pile up
-            self._edges = [e for e in self._edges if records.get(e[2]) is e[3]]
-        if len(edges) > len(self._edges):
-            self._edges += edges
-            heapify(self._edges)
+        if self._streaming:   # the heap is made once, at the listing's end (_make_edges)
+            self._edges_due.append((uids, changed, expires, now))
         else:
-            for edge in edges:
-                heappush(self._edges, edge)
+            self._edges += self._edges_of(zip(uids, changed, expires), now)
+            if moved:   # the entries of rows that changed would pile up
+                self._edges = [e for e in self._edges if records.get(e[2]) is e[3]]
+            heapify(self._edges)
         # Sort the new rows by the first part of their keys alone (floats, ints or strings all
         # of one type compare in C), then once more by the whole keys: that pass only puts
         # ties in place and merges the new run into the rows already sorted, in linear time.
@@ -806,10 +801,29 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def end_stream(self) -> None:
         self._streaming = False
+        if self._edges_due:
+            self._make_edges()
         if self._idle_due:
             self._idle_due = False
             self._pack_soon(settle=_PACK_SETTLE)
             self._count_grams_soon()
+
+    def _edges_of(self, rows: Iterable[tuple[str, TokenRecord, float]], now: float) -> list[tuple]:
+        """Heap entries for when each row next changes status by time alone: at the refresh
+        buffer, then at expiry (rows needing a login never do)."""
+        seq, buffer = self._seq, self._buffer
+        return [(when - buffer if when - buffer > now else when, next(seq), uid, record)
+                for uid, record, when in rows if when > now and not record.needs_login]
+
+    def _make_edges(self) -> None:
+        """The edges of a streamed listing's pages, each as of the time it was applied, in one
+        heap with the ones before (entries of rows changed since are dropped)."""
+        records, pages, self._edges_due = self._records, self._edges_due, []
+        edges = self._edges
+        for uids, changed, expires, then in pages:
+            edges += self._edges_of(zip(uids, changed, expires), then)
+        self._edges = [e for e in edges if records.get(e[2]) is e[3]]
+        heapify(self._edges)
 
     def _pack_soon(self, settle: float = 0.0) -> None:
         """(Re)start packing the search texts, a chunk per timer tick, once changes have

@@ -120,6 +120,32 @@ async def test_time_alone_moves_a_row_up_the_urgency_order():
         await pilot.pause()
 
 
+async def test_a_streamed_listing_still_moves_rows_when_time_alone_changes_them():
+    """Pages of a listing skip the status edges (made once, at its end): a row whose edge
+    passed during the listing, or after it, must still reach its new status and place."""
+    rng = random.Random(8)
+    clock = Clock()
+    app = Host(clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(BoardView)
+        users = [make(f"u{i:04d}", rng) for i in range(600)]
+        board.set_records(users[:100], complete=False)     # the first page, before the stream
+        board.begin_stream()
+        board.set_records(users[100:350], complete=False)
+        clock.now += 120                                   # time passes while pages arrive
+        board.set_records(users[350:], complete=False)
+        board.set_records([users[7].evolve(expires_at=clock.now + 320, version=2)] + users[500:580],
+                          complete=False)                  # a row already shown changes mid-stream
+        board.end_stream()
+        for step in (0, 30, 200, 400):
+            clock.now += step
+            board._tick()
+            assert board.view == expected_view(board, clock), f"+{step} s"
+            assert all(board.status_of(uid) == token_status(board.record(uid), clock(), 300.0)
+                       for uid in board.view)
+        await pilot.pause()
+
+
 async def packed(pilot, board: BoardView, timeout: float = 5.0) -> None:
     """Wait until no packing of the search texts is scheduled or under way."""
     await wait_until(pilot, lambda: board._pack_timer is None and board._pack_start is None,

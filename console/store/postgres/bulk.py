@@ -24,6 +24,7 @@ from .sql import (APPEND_AUDIT_MANY, BULK, BULK_COLUMNS, BULK_CREATE, BULK_UPSER
 
 
 T = TypeVar("T")
+_KEY_ID = itemgetter(KEY_ID_INDEX)
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 
 
@@ -50,6 +51,15 @@ class _ListedFields:
         if kid is None or kid in self._keys:
             return None
         return None if kid == "fernet" and self._keys else kid
+
+    @classmethod
+    def none_locked(cls, records: list[TokenRecord]) -> bool:
+        """A page's key ids against this class's keys: one set, no call per row."""
+        kids = set(map(_KEY_ID, records))
+        kids.discard(None)
+        if "fernet" in kids and cls._keys:
+            kids.discard("fernet")
+        return kids <= cls._keys
 
     def plain(self) -> TokenRecord:
         return TokenRecord(**{name: getattr(self, name) for name in TokenRecord.__dataclass_fields__})

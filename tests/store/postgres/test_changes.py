@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from console.store.postgres import TOKENS
@@ -124,3 +125,40 @@ async def test_the_feed_marks_rows_under_a_key_that_is_not_configured(tier, pg_d
     assert locked["mallory"] == Keyring.from_spec(other_key).primary_id
     assert locked["bob"] is None and locked.get("alice") is None
     assert {r.user_id: r.locked for r in await tier.list()} == locked | {"alice": None}
+
+
+async def test_a_listed_page_decides_its_locks_at_once_as_each_row_would(tier, pg_dsn, connect):
+    """The board decides a page's statuses in bulk; a listed row's class answers "is any row
+    locked?" for the whole page from the key ids. Rows under the configured key, another key,
+    a legacy Fernet value and no value at all must get the same status as row by row."""
+    from console.crypto import Keyring, generate_key
+    from console.store.postgres import PostgresTier
+    from console.tokens import Status, token_status, token_statuses
+
+    now = time.time()
+    for uid, left in (("alice", 3600), ("amy", 60), ("ann", -60)):
+        await tier.put(dataclasses.replace(record(uid), expires_at=now + left))
+    mine = await tier.list()
+    assert type(mine[0]).none_locked(mine)
+    assert token_statuses(mine, now) == [token_status(r, now) for r in mine]
+    assert {r.user_id: s for r, s in zip(mine, token_statuses(mine, now))} == {
+        "alice": Status.ACTIVE, "amy": Status.EXPIRING, "ann": Status.EXPIRED_REFRESHABLE}
+
+    other = PostgresTier(pg_dsn, Keyring.from_spec(generate_key()))
+    try:
+        await other.put(record("mallory"))     # under a key this tier does not have
+    finally:
+        await other.close()
+    await tier.put(record("fern"))
+    conn = await connect(pg_dsn)
+    try:   # a legacy Fernet token: readable only when some key is configured
+        await conn.execute(f"UPDATE {TOKENS} SET access_token_encrypted = 'gAAAAAlegacy' WHERE user_id = 'fern'")
+    finally:
+        await conn.close()
+    listed = await tier.list()
+    assert not type(listed[0]).none_locked(listed)
+    statuses = dict(zip((r.user_id for r in listed), token_statuses(listed, now)))
+    assert statuses == {r.user_id: token_status(r, now) for r in listed}
+    assert statuses["mallory"] == Status.LOCKED and statuses["fern"] == Status.ACTIVE
+    unlocked = [r for r in listed if r.user_id != "mallory"]
+    assert type(unlocked[0]).none_locked(unlocked)
