@@ -7,6 +7,7 @@ Also: the store's paged listing that lets the board stream 100 000 users.
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -62,12 +63,18 @@ class Host(App):
         yield BoardView(clock=self.clock)
 
 
-async def test_incremental_order_matches_a_fresh_sort():
-    rng = random.Random(4)
+@contextlib.asynccontextmanager
+async def hosted(**run):
+    """The board alone on a 100x30 screen, on a clock the test moves: (pilot, board, clock)."""
     clock = Clock()
     app = Host(clock)
-    async with app.run_test(size=(100, 30)) as pilot:
-        board = app.query_one(BoardView)
+    async with app.run_test(size=(100, 30), **run) as pilot:
+        yield pilot, app.query_one(BoardView), clock
+
+
+async def test_incremental_order_matches_a_fresh_sort():
+    rng = random.Random(4)
+    async with hosted() as (pilot, board, clock):
         users = {f"u{i:03d}": make(f"u{i:03d}", rng) for i in range(300)}
         board.set_records(list(users.values())[:40], complete=False)      # a first page
         board.set_records(list(users.values()))                           # then the rest (a merge)
@@ -98,10 +105,7 @@ async def test_incremental_order_matches_a_fresh_sort():
 
 
 async def test_time_alone_moves_a_row_up_the_urgency_order():
-    clock = Clock()
-    app = Host(clock)
-    async with app.run_test(size=(100, 30)) as pilot:
-        board = app.query_one(BoardView)
+    async with hosted() as (pilot, board, clock):
         calm = TokenRecord("calm", "a", "r", NOW + 9000, version=1)
         soon = TokenRecord("soon", "a", "r", NOW + 400, version=1)     # active for 100 more seconds
         board.set_records([calm, soon])
@@ -124,10 +128,7 @@ async def test_a_streamed_listing_still_moves_rows_when_time_alone_changes_them(
     """Pages of a listing skip the status edges (made once, at its end): a row whose edge
     passed during the listing, or after it, must still reach its new status and place."""
     rng = random.Random(8)
-    clock = Clock()
-    app = Host(clock)
-    async with app.run_test(size=(100, 30)) as pilot:
-        board = app.query_one(BoardView)
+    async with hosted() as (pilot, board, clock):
         users = [make(f"u{i:04d}", rng) for i in range(600)]
         board.set_records(users[:100], complete=False)     # the first page, before the stream
         board.begin_stream()
@@ -157,10 +158,7 @@ async def test_packed_search_texts_filter_the_same_after_loads_and_sorts():
     filtering before, during and after must give the same view, and the texts, the dict and
     the view must end up sharing one copy (one row carries a NUL, which packing skips)."""
     rng = random.Random(11)
-    clock = Clock()
-    app = Host(clock)
-    async with app.run_test(size=(100, 30)) as pilot:
-        board = app.query_one(BoardView)
+    async with hosted() as (pilot, board, clock):
         users = [make(f"u{i:05d}", rng) for i in range(12_500)]
         users[7] = users[7].evolve(account_email="odd\0mail@example.com")
         board.set_records(users[:6000], complete=False)
@@ -217,10 +215,7 @@ async def test_filter_never_matches_across_two_rows_and_equals_a_scan():
     next row's start must not match, and every answer equals testing each row on its own,
     after changes, sorts and erasing back to an earlier query (answers are remembered)."""
     rng = random.Random(14)
-    clock = Clock()
-    app = Host(clock)
-    async with app.run_test(size=(100, 30)) as pilot:
-        board = app.query_one(BoardView)
+    async with hosted() as (pilot, board, clock):
         users = {f"u{i:04d}": make(f"u{i:04d}", rng) for i in range(3000)}
         board.set_records(list(users.values()))
         board.sort_by("user")
@@ -265,10 +260,7 @@ async def test_gram_counts_answer_short_terms_and_stay_true_through_changes(monk
     monkeypatch.setattr(board_view, "_PACK_CHUNK", 300)
     monkeypatch.setattr(board_view, "_GRAM_CHUNK", 100)
     rng = random.Random(5)
-    clock = Clock()
-    app = Host(clock)
-    async with app.run_test(size=(100, 30)) as pilot:
-        board = app.query_one(BoardView)
+    async with hosted() as (pilot, board, clock):
         users = [make(f"u{i:04d}", rng) for i in range(700)]
         board.set_records(users)
         await wait_until(pilot, lambda: board._grams is not None, "the gram counts", 10.0)
@@ -307,10 +299,7 @@ async def test_a_bulk_load_makes_search_texts_later_and_filters_the_same_meanwhi
     when a filter needs them): filtering at any point must match a scan, also after a few rows
     changed while the texts were still being made."""
     rng = random.Random(21)
-    clock = Clock()
-    app = Host(clock)
-    async with app.run_test(size=(100, 30)) as pilot:
-        board = app.query_one(BoardView)
+    async with hosted() as (pilot, board, clock):
         users = [make(f"u{i:05d}", rng) for i in range(12_500)]
         board.begin_stream()
         board.set_records(users[:1000], complete=False)
@@ -337,10 +326,7 @@ async def test_a_bulk_load_makes_search_texts_later_and_filters_the_same_meanwhi
 async def test_the_count_of_users_at_high_usage_follows_every_change():
     from console.usage import UsageCells
 
-    clock = Clock()
-    app = Host(clock)
-    async with app.run_test(size=(100, 30)) as pilot:
-        board = app.query_one(BoardView)
+    async with hosted() as (pilot, board, clock):
         rng = random.Random(3)
         board.set_records([make(uid, rng) for uid in ("a", "b", "c")])
         board.set_usage({"a": UsageCells("Pro", 85.0, 10.0, 85.0), "b": UsageCells("Pro", 5.0, 79.0, 79.0),
@@ -366,12 +352,9 @@ async def test_lazy_filter_fills_the_screen_first_then_equals_a_scan(monkeypatch
     monkeypatch.setattr(board_view, "_LAZY", 500)
     monkeypatch.setattr(board_view, "_SCAN_CHUNK", 150)
     rng = random.Random(23)
-    clock = Clock()
-    app = Host(clock)
     counts: list[int] = []
-    async with app.run_test(size=(100, 30), message_hook=lambda m: counts.append(m.shown)
-                            if isinstance(m, BoardView.ViewChanged) else None) as pilot:
-        board = app.query_one(BoardView)
+    async with hosted(message_hook=lambda m: counts.append(m.shown)
+                      if isinstance(m, BoardView.ViewChanged) else None) as (pilot, board, clock):
         users = {f"u{i:04d}": make(f"u{i:04d}", rng) for i in range(3000)}
         board.set_records(list(users.values()))
         board.sort_by("user")
@@ -429,10 +412,7 @@ async def test_a_term_inside_the_prefix_of_every_row_is_known_without_a_scan(mon
 
     monkeypatch.setattr(board_view, "_PACK_CHUNK", 300)
     rng = random.Random(8)
-    clock = Clock()
-    app = Host(clock)
-    async with app.run_test(size=(100, 30)) as pilot:
-        board = app.query_one(BoardView)
+    async with hosted() as (pilot, board, clock):
         users = [make(f"user-{i:04d}", rng) for i in range(900)]
         board.set_records(users)
         await wait_until(pilot, lambda: board._index is not None, "the joined text", 10.0)
