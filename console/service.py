@@ -1047,6 +1047,14 @@ class AuthService:
 
         return await usage_poll.load_cells(self, user_ids)
 
+    async def usage_cells_changed(self, since: float | None = None):
+        """``(mark, {user: UsageCells})`` of the users whose facts changed at or after ``since``
+        (a mark returned before, on the store's clock; None: everyone). A board re-reads only
+        these; mark None: the store cannot say, and the cells are everyone's."""
+        from . import usage_poll
+
+        return await usage_poll.load_cells_changed(self, since)
+
     def stale_usage(self, user_ids: list[str], facts: dict[str, Any]) -> list[str]:
         """Of ``user_ids``, those whose stored usage (``facts``, as ``usage_of`` returns it) is
         older than ``usage_interval``: neither answered nor refused within it, and not waiting

@@ -208,6 +208,20 @@ async def load_cells(service: "AuthService", user_ids: list[str] | None = None) 
     return {uid: usage_cells(facts) for uid, facts in (await load_many(service, user_ids)).items()}
 
 
+async def load_cells_changed(service: "AuthService", since: float | None
+                             ) -> tuple[float | None, dict[str, UsageCells]]:
+    """``(mark, cells)`` of the users whose facts changed at or after ``since`` (a mark this
+    returned before; None: everyone). The mark is None when the store cannot say what changed:
+    the cells are then everyone's."""
+    if not service.keeps_facts:
+        return None, {}
+    changed = await service.store.brief_facts_changed(since)
+    if changed is None:
+        return None, await load_cells(service)
+    mark, brief = changed
+    return mark, cells_of_briefs(brief)
+
+
 async def poll_due(service: "AuthService", *, concurrency: int = 32, owner: str | None = None,
                    limit: int | None = None) -> int:
     """Ask for the usage of every user whose lease has lapsed, ``concurrency`` at a time

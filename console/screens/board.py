@@ -101,7 +101,9 @@ FIRST_PAGE = 1000         # users in the first listing page: painted at once
 PAGE_SIZE = 20000         # users per later page
 POLL_COST_FACTOR = 4.0    # wait at least this many times as long as the last poll took
 WATCH_EVERY = 0.5         # a store that says what changed is asked this often (changes show within 1 s)
-USAGE_EVERY = 15.0        # stored usage and plan are re-read this often (the refresher writes them)
+USAGE_EVERY = 15.0        # stored usage and plan written since the last read are read this often
+USAGE_WHOLE_EVERY = 300.0  # ... and everyone's this often (or always, when the store cannot say)
+USAGE_OVERLAP = 60.0      # a read goes back this far before the last one's mark (late commits)
 ASK_AT_ONCE = 10          # on-screen users with stale usage asked for per read (each under the lease)
 HEALTH_EVERY = 30.0       # while only changes are read, storage health is re-read this often
 
@@ -153,6 +155,8 @@ class BoardScreen(Screen[None]):
         self._health: list = []
         self._health_at = float("-inf")
         self._usage_at = float("-inf")
+        self._usage_mark: float | None = None   # the store's clock at the last usage read
+        self._usage_whole_at = float("-inf")
 
     # -- layout ------------------------------------------------------------------------
 
@@ -251,14 +255,22 @@ class BoardScreen(Screen[None]):
 
     @work(group="usage", exclusive=True, exit_on_error=False)
     async def _read_usage(self, ask: bool = True) -> None:
-        """Every user's stored plan and usage cells. Then (``ask``) the users on screen whose
-        usage is older than ``usage_interval`` (no refresher is polling them) are asked for,
-        under the same shared lease as the refresher's, so a board adds no request a
-        refresher made."""
+        """The stored plan and usage cells of the users whose facts were written since the last
+        read (everyone's the first time and every ``USAGE_WHOLE_EVERY``). Then (``ask``) the
+        users on screen whose usage is older than ``usage_interval`` (no refresher is polling
+        them) are asked for, under the same shared lease as the refresher's, so a board adds
+        no request a refresher made."""
         service = self.app.service
-        self._usage_at = time.monotonic()
+        self._usage_at = now = time.monotonic()
+        since = None
+        if self._usage_mark is not None and now - self._usage_whole_at < USAGE_WHOLE_EVERY:
+            since = self._usage_mark - USAGE_OVERLAP
         try:
-            self.post_message(PolledUsage(await service.usage_cells()))
+            mark, cells = await service.usage_cells_changed(since)
+            if since is None:
+                self._usage_whole_at = now
+            self._usage_mark = mark
+            self.post_message(PolledUsage(cells))
             if ask:
                 await self._ask_stale(service)
         except Exception as exc:  # noqa: BLE001 - usage is optional: tokens still show

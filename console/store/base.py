@@ -176,7 +176,7 @@ class Tier:
     CAN_MIGRATE = False           # migrate, schema_version: a schema of its own
     CAN_KEEP_FACTS = False        # load_facts, update_facts, claim_fetch, claim_due_usage, defer_fetch:
     #                               usage and profile answers (console/usage.py) and their lease
-    CAN_BRIEF_FACTS = False       # load_brief_facts: only what a board row shows, for everyone at once
+    CAN_BRIEF_FACTS = False       # load_brief_facts, brief_facts_changed: only what a board row shows
     CAN_WATCH = False             # change_cursor, changes_since: only what changed, cheaply
 
     async def get(self, user_id: str) -> TokenRecord | None:
@@ -277,6 +277,12 @@ class Tier:
     async def load_brief_facts(self, user_ids: list[str] | None = None) -> list[tuple]:
         """``(user, organization_type, rate_limit_tier, 5h %, 7d %, peak %)`` per user with facts
         (None: everyone): what the board shows, read without the facts documents."""
+        raise self._lacks("read brief usage facts")
+
+    async def brief_facts_changed(self, since: float | None) -> tuple[float, list[tuple]]:
+        """``(the store's clock now, brief facts)`` of the users whose facts were written at or
+        after ``since`` (that clock's epoch seconds; None: everyone). The time is taken before
+        the read, so a later call given it misses nothing written after this one."""
         raise self._lacks("read brief usage facts")
 
     async def update_facts(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:

@@ -432,6 +432,12 @@ class Hierarchy:
             return None
         return await self.primary.load_brief_facts(user_ids)
 
+    async def brief_facts_changed(self, since: float | None) -> tuple[float, list[tuple]] | None:
+        """The primary's ``Tier.brief_facts_changed``; None when it cannot say."""
+        if not self.primary.CAN_BRIEF_FACTS:
+            return None
+        return await self.primary.brief_facts_changed(since)
+
     async def update_facts(self, user_id: str, changes: dict) -> dict:
         stored = await self.primary.update_facts(user_id, changes)
         await self._cache_facts([stored])

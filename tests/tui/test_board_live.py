@@ -153,6 +153,50 @@ async def test_an_idle_poll_is_one_statement_and_no_listing(pg_services):
         assert not listed, "an idle poll must not list every user"
 
 
+def usage_facts(five_hour: float) -> dict:
+    from console.usage import Usage, Window
+
+    return {"usage": Usage((Window("five_hour", "5h", five_hour, time.time() + 3600),)).to_dict(),
+            "usage_fetched_at": time.time(), "usage_fetched_by": "test"}
+
+
+async def test_usage_written_elsewhere_reaches_the_board_and_only_it_is_read_again(pg_services, monkeypatch):
+    """Every few seconds the board reads the usage written since its last read, not everyone's:
+    another replica's answer shows on the board, and the reads after the first return only
+    the users whose facts changed."""
+    from console.screens import board as board_screen
+
+    monkeypatch.setattr(board_screen, "USAGE_EVERY", 0.3)
+    monkeypatch.setattr(board_screen, "WATCH_EVERY", 0.1)
+    monkeypatch.setattr(board_screen, "USAGE_OVERLAP", 0.0)   # (60 s would read all three again)
+    ours, theirs = pg_services
+    for n, uid in enumerate(("ivan", "judy", "ken")):
+        await theirs.store.put(record(uid, expires_in=3600 + n))
+        await theirs.store.update_facts(uid, usage_facts(10.0 + n))
+    reads: list[tuple[float | None, set[str]]] = []
+    original = ours.usage_cells_changed
+
+    async def spied(since=None):
+        mark, cells = await original(since)
+        reads.append((since, set(cells)))
+        return mark, cells
+
+    ours.usage_cells_changed = spied
+    app = ConsoleApp(ours, refresh_interval=2.0)
+    async with app.run_test(size=SIZE) as pilot:
+        board = app.screen.query_one(BoardView)
+        await wait_until(pilot, lambda: len(board._usage) == 3, 10, "everyone's usage")
+        assert reads[0] == (None, {"ivan", "judy", "ken"})
+        await wait_until(pilot, lambda: len(reads) >= 2, 5, "a second usage read")
+        await theirs.store.update_facts("judy", usage_facts(97.0))
+        await wait_until(pilot, lambda: board._usage["judy"].p5h == 97.0, 5, "judy's new usage")
+        later = reads[1:]
+        assert all(since is not None for since, _ in later), "after the first, a read is of what changed"
+        assert later[0][1] == set(), "nothing was written between the first two reads"
+        assert {"judy"} in [users for _, users in later] and all(users <= {"judy"} for _, users in later)
+        assert board.usage_high() == 1 and board._usage["ivan"].p5h == 10.0
+
+
 async def test_the_file_tier_is_watched_by_its_stat(service, settings):
     """File store: another process's write shows within a second; an idle poll lists nothing."""
     await service.store.put(record("heidi"))

@@ -132,5 +132,11 @@ async def test_brief_cells_read_by_the_server_equal_the_cells_of_the_stored_fact
         assert brief["opus-peak-pro"].peak == 97.0 and brief["unknown-pro"].p5h is None
         some = await svc.usage_cells(["both-pro", "nobody"])
         assert set(some) == {"both-pro"}
+        mark, everyone = await svc.usage_cells_changed(None)
+        assert everyone == brief
+        await svc.store.primary.update_facts("both-pro", {"usage": Usage(windows["opus-peak"]).to_dict()})
+        later, changed = await svc.usage_cells_changed(mark)   # what was written after the mark
+        assert later >= mark and set(changed) == {"both-pro"} and changed["both-pro"].peak == 97.0
+        assert (await svc.usage_cells_changed(later + 1))[1] == {}
     finally:
         await svc.aclose()

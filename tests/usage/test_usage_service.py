@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -136,3 +137,12 @@ async def test_a_disabled_organization_maps_to_the_refusal_status(settings, logi
         assert service.status_of(await service.get_record("ada")) is Status.ACCOUNT_DISABLED
     finally:
         await service.aclose()
+
+
+async def test_a_store_that_cannot_say_what_changed_gives_everyones_cells(service, login, emulator):
+    """The file tier keeps no write times for facts: a read "since" a mark is everyone's, and
+    its mark is None, so a board keeps reading everyone."""
+    await login(service, "olga")
+    await service.usage("olga", fresh=True)
+    mark, cells = await service.usage_cells_changed(time.time() + 3600)
+    assert mark is None and set(cells) == {"olga"} and cells["olga"] == (await service.usage_cells())["olga"]

@@ -53,6 +53,9 @@ SELECT_ALL = f"SELECT user_id, facts, date_part('epoch', usage_next_at) FROM {FA
 # facts document crosses the wire or is parsed for 100 000 users.
 SELECT_BRIEF = f"SELECT user_id, organization_type, rate_limit_tier, usage_5h, usage_7d, usage_peak FROM {FACTS}"
 SELECT_BRIEF_SOME = SELECT_BRIEF + " WHERE user_id = ANY($1::varchar[])"
+# $1 epoch seconds (migration 0008's index): the users whose facts were written since then.
+SELECT_BRIEF_SINCE = SELECT_BRIEF + " WHERE updated_at >= to_timestamp($1::float8)"
+SERVER_NOW = "SELECT date_part('epoch', statement_timestamp())"
 DELETE = f"DELETE FROM {FACTS} WHERE user_id = $1"
 # $1 users, $2 their jsonb changes (same order): a polling batch's answers in one statement.
 UPDATE_MANY = f"""INSERT INTO {FACTS} AS f (user_id, facts)
@@ -87,6 +90,15 @@ class FactsPaths:
         else:
             rows = await self.attempt(lambda conn: conn.fetch(SELECT_BRIEF_SOME, list(user_ids)))
         return rows
+
+    async def brief_facts_changed(self, since: float | None) -> tuple[float, list[tuple]]:
+        async def read(conn):
+            mark = await conn.fetchval(SERVER_NOW)   # before the read: nothing after it is missed
+            if since is None:
+                return mark, await conn.fetch(SELECT_BRIEF)
+            return mark, await conn.fetch(SELECT_BRIEF_SINCE, float(since))
+
+        return await self.attempt(read)
 
     async def update_facts(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps({k: v for k, v in changes.items() if k not in ("user_id", "next_usage_at")})
