@@ -764,7 +764,7 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         else:
             new_keys = list(map(self._key_of, uids))
         keys.update(zip(uids, new_keys))
-        if self._streaming:   # the heap is made once, at the listing's end (_make_edges)
+        if self._streaming:   # the heap is made once, at the first tick after the listing
             self._edges_due.append((uids, changed, expires, now))
         else:
             self._edges += self._edges_of(zip(uids, changed, expires), now)
@@ -801,8 +801,6 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def end_stream(self) -> None:
         self._streaming = False
-        if self._edges_due:
-            self._make_edges()
         if self._idle_due:
             self._idle_due = False
             self._pack_soon(settle=_PACK_SETTLE)
@@ -1139,6 +1137,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         """Countdowns move every second; rows crossing a status edge move to their new place."""
         now = self._clock()
         due: dict[str, TokenRecord] = {}
+        if self._edges_due and not self._streaming:   # a listing ended since the last tick
+            self._make_edges()
         edges = self._edges
         while edges and edges[0][0] <= now:
             _, _, uid, record = heappop(edges)
