@@ -16,7 +16,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.geometry import Size
 from textual.message import Message
+from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, ProgressBar
@@ -64,6 +66,14 @@ class PolledChanges(Message):
         self.changes = changes
         self.health = health
         self.seconds = seconds
+
+
+class FilterField(Input):
+    """The filter's one-line field. An ``Input`` sets its scrollable width on every change of
+    its value, and that lays the whole screen out again (about 9 ms a keystroke at 120x40);
+    this field's size is fixed by the stylesheet, so the width is only repainted."""
+
+    virtual_size = Reactive(Size(0, 0), layout=False)
 
 
 class PolledUsage(Message):
@@ -396,7 +406,7 @@ class BoardScreen(Screen[None]):
     async def action_filter(self) -> None:
         field = self._filter_field()
         if field is None:
-            field = Input(placeholder="filter: user, account, status, source or scope", id="filter")
+            field = FilterField(placeholder="filter: user, account, status, source or scope", id="filter")
             await self.mount(field, before=self.board)
         self.add_class("-filtering")
         field.focus()

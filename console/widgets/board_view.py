@@ -1051,10 +1051,8 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def _after_view_change(self) -> None:
         self._place_cursor()
-        if self._pending is None:
-            self.virtual_size = Size(self.size.width, len(self._view) + 1)
-        elif self.virtual_size.height <= len(self._view):   # (the rest, and the count, once tested)
-            self.virtual_size = Size(self.size.width, len(self._view) + 1)
+        if self._pending is None or self.virtual_size.height <= len(self._view):
+            self._set_rows(len(self._view))   # (a lazy filter's rest, and the count, once tested)
         self._scroll_to_cursor()
         self.refresh()
         if self._pending is None:
@@ -1148,6 +1146,28 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
             self._apply(list(due.values()), [])
         else:
             self.refresh()
+
+    def _set_rows(self, rows: int) -> None:
+        """The scrollable height for ``rows`` rows under the header.
+
+        Setting ``virtual_size`` lays the whole screen out again (about 9 ms at 120x40), which
+        a filter keystroke would pay every time the count changes. When the vertical scrollbar
+        stays as it is (shown before and after, the width the same), nothing but the scrollbar
+        moves: the size is set without a layout, and the scrollbar and offset follow it."""
+        new, old = Size(self.size.width, rows + 1), self.virtual_size
+        if new == old:
+            return
+        bar = self._vertical_scrollbar
+        if (old.width != new.width or bar is None or not self.show_vertical_scrollbar
+                or min(old.height, new.height) <= self.container_size.height):
+            self.virtual_size = new
+            self.call_after_refresh(self._scroll_to_cursor)   # the offset's range is known after it
+            return
+        self.set_reactive(ScrollView.virtual_size, new)
+        bar.window_virtual_size = new.height
+        bar.refresh()
+        if self.scroll_y > self.max_scroll_y:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     def on_resize(self) -> None:
         self._layout = None

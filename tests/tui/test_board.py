@@ -165,6 +165,35 @@ async def test_filter_as_you_type_and_escape_clears(service, login):
         assert board.selected_user_id == "carol", "the cursor returns to its user after the filter"
 
 
+async def test_typing_a_filter_lays_the_screen_out_only_when_the_rows_need_it(service, login, monkeypatch):
+    """A key typed into the filter repaints the field and the rows; it does not lay the whole
+    screen out again (9 ms a key at 120x40) when the rows stay. A filter longer than the field
+    still scrolls so that its end, where the cursor is, shows."""
+    from textual.screen import Screen
+
+    for uid in ("alice", "bob", "carol"):
+        await login(service, uid)
+    layouts = []
+    original = Screen._refresh_layout
+    monkeypatch.setattr(Screen, "_refresh_layout", lambda self, *a, **k: (layouts.append(1), original(self, *a, **k)))
+    app = app_for(service)
+    async with app.run_test(size=SIZE) as pilot:
+        board = await loaded_board(pilot)
+        await pilot.press("slash")
+        await pilot.pause()
+        field = app.screen.query_one("#filter", Input)
+        before = len(layouts)
+        await pilot.press(*"example")                     # every row holds it: the rows stay
+        await pilot.pause()
+        assert board.filter_text == "example" and len(board.view) == 3
+        assert len(layouts) == before, "a key that keeps the rows must not lay the screen out"
+        await pilot.press(*(" " + "x" * 150))
+        await pilot.pause()
+        assert field.value.endswith("x" * 150) and field.scroll_x > 0
+        assert field.cursor_screen_offset.x < field.region.right, "the end of the filter shows"
+        assert "xxxxxxxx" in screen_text(app) and board.view == []
+
+
 async def test_filter_survives_live_updates(service, login):
     await login(service, "alice")
     app = app_for(service)

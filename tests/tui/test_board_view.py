@@ -147,6 +147,41 @@ async def test_a_streamed_listing_still_moves_rows_when_time_alone_changes_them(
         await pilot.pause()
 
 
+async def test_the_scrollbar_follows_the_row_count_with_and_without_a_layout(monkeypatch):
+    """A filter that changes the row count but keeps the scrollbar moves only the scrollbar (no
+    layout of the screen); one that makes the rows fit, or overflow again, lays it out. Either
+    way the scrollable height, the scrollbar and the offset must match the rows shown."""
+    from textual.screen import Screen
+
+    layouts = []
+    original = Screen._refresh_layout
+    monkeypatch.setattr(Screen, "_refresh_layout", lambda self, *a, **k: (layouts.append(1), original(self, *a, **k)))
+    rng = random.Random(9)
+    async with hosted() as (pilot, board, clock):
+        board.set_records([make(f"u{i:04d}", rng) for i in range(400)])
+        await pilot.pause()
+        board.select_user(board.view[-1])               # scrolled to the bottom
+        await pilot.pause()
+
+        def agrees() -> bool:
+            rows = len(board.view) + 1
+            bar = board.vertical_scrollbar
+            return (board.virtual_size.height == rows and board.scroll_y <= board.max_scroll_y
+                    and board.show_vertical_scrollbar == (rows > board.container_size.height)
+                    and (not board.show_vertical_scrollbar or bar.window_virtual_size == rows))
+
+        assert agrees() and board.scroll_y > 0
+        for query, layout in (("u01", False), ("u00", False), ("u000", True), ("u0", True), ("", False)):
+            before = len(layouts)
+            board.set_filter(query)
+            await pilot.pause()
+            assert agrees(), query
+            assert (len(layouts) > before) == layout, query
+            if board.show_vertical_scrollbar:
+                assert board.selected_user_id in board.view and board.cursor_row in range(
+                    int(board.scroll_y), int(board.scroll_y) + board.container_size.height), query
+
+
 async def packed(pilot, board: BoardView, timeout: float = 5.0) -> None:
     """Wait until no packing of the search texts is scheduled or under way."""
     await wait_until(pilot, lambda: board._pack_timer is None and board._pack_start is None,
