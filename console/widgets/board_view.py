@@ -744,13 +744,13 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         now, buffer = self._clock(), self._buffer
         records, status, text, keys, counts = self._records, self._status, self._text, self._keys, self._counts
         uids = list(map(_USER_ID, changed))
-        moved = set(removed)
-        moved.update(uid for uid in uids if uid in records)
         gone = [status.pop(uid) for uid in removed]
-        gone += [status[uid] for uid in uids if uid in status]
         for uid in removed:
             del records[uid], keys[uid]
             self._marked.pop(uid, None)
+        present = records.keys() & uids   # rows already shown (a set operation: no loop here)
+        moved = present.union(removed)
+        gone += map(status.__getitem__, present)
         current = token_statuses(changed, now, buffer)
         for each in Status:   # list.count: a C loop per status, not a dict update per row
             counts[each] += current.count(each) - gone.count(each)
