@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, get_args
 
 from ..errors import BackupError, StorageError, UsageError
-from ..store.base import AuditEvent
+from ..store.base import BulkAudit
 from ..tokens import TokenRecord
 from ..users import USER_ID_MAX, shown
 from .files import check_source, size_text
@@ -214,6 +214,7 @@ async def apply_restore(service: "AuthService", plan: RestorePlan, *, batch_size
     one_file = store.primary.REWRITES_WHOLE   # one rewrite of the whole file is its cheapest batch
     size = batch_size or (len(todo) or 1 if one_file else BATCH)
     where = Path(plan.path).name
+    details = {kind: f"from {where} ({text})" for kind, text in _RESTORE_DETAIL.items()}
     done = 0
 
     async def write(batch: list[Change]) -> None:
@@ -221,16 +222,14 @@ async def apply_restore(service: "AuthService", plan: RestorePlan, *, batch_size
         records = [plan.records[c.user_id] for c in batch]
         expected = {c.user_id: c.stored_version for c in batch}
         authors = {c.user_id: plan.authors[c.user_id] for c in batch if c.user_id in plan.authors}
-        written = await store.put_many(records, expected, authors=authors)
+        # Each user written is audited by the write itself (one statement on PostgreSQL).
+        audit = BulkAudit("restore", service.actor, {c.user_id: details[c.kind] for c in batch})
+        written = await store.put_many(records, expected, authors=authors, audit=audit)
         got = set(written)
         result.written.extend(written)
         result.changed_meanwhile.extend(c.user_id for c in batch if c.user_id not in got)
         for uid in written:
             service.forget(uid)
-        kinds = {c.user_id: c.kind for c in batch}
-        await store.append_audit_many([
-            AuditEvent("restore", uid, True, f"from {where} ({_RESTORE_DETAIL[kinds[uid]]})", service.actor)
-            for uid in written])
         result.batches += 1
         done += len(batch)
         progress("write", done, len(todo))

@@ -292,6 +292,61 @@ async def test_unknown_overwrite_mode(file_service, tmp_path):
         await transfer.plan_restore(file_service, contents, overwrite="sometimes")
 
 
+# -- the audit trail of a restore -----------------------------------------------------------
+
+async def test_restore_audits_exactly_the_users_it_wrote(any_service, tmp_path):
+    """One ``restore`` event per user written, saying what it did, by the service's actor; none
+    for a user kept because it changed after the plan, none for a user left as it was."""
+    service = any_service
+    stored = await seed(service, make_records(6))
+    target = tmp_path / "b.ccbackup"
+    await transfer.backup(service, target, PASS, kdf=WEAK)
+    await service.store.delete("user00001")                       # new: added
+    for uid in ("user00002", "user00003"):                        # older: replaced
+        await service.store.put_many([stored[uid].evolve(updated_at=stored[uid].updated_at - 100)])
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+    plan = await transfer.plan_restore(service, contents)
+    assert {c.user_id: c.kind for c in plan.to_write} == {"user00001": "new", "user00002": "older",
+                                                         "user00003": "older"}
+    meanwhile = await service.store.primary.get("user00003")      # a write lands after the plan
+    await service.store.put(meanwhile.evolve(access_token="sk-ant-oat01-meanwhile"), meanwhile.version)
+    before = len(await service.audit_trail(limit=1000))
+
+    result = await transfer.apply_restore(service, plan, batch_size=2)
+    assert sorted(result.written) == ["user00001", "user00002"] and result.changed_meanwhile == ["user00003"]
+    trail = (await service.audit_trail(limit=1000))[:-before or None]
+    assert sorted((e.user_id, e.action, e.ok, e.detail, e.actor) for e in trail) == [
+        ("user00001", "restore", True, "from b.ccbackup (added)", service.actor),
+        ("user00002", "restore", True, "from b.ccbackup (replaced an older token)", service.actor)]
+
+
+async def test_restore_write_and_its_audit_commit_together(pg_service, tmp_path):
+    """On PostgreSQL a batch's audit rows are inserted by the statement that writes it: when
+    they cannot be, the batch is not written either (no change lands unaudited)."""
+    import asyncpg
+
+    service = pg_service
+    await seed(service, make_records(4))
+    target = tmp_path / "b.ccbackup"
+    await transfer.backup(service, target, PASS, kdf=WEAK)
+    await wipe(service)
+    conn = await asyncpg.connect(service.store.primary.dsn)
+    try:
+        await conn.execute("""ALTER TABLE "LiteLLM_ClaudeOAuthAudit"
+                              ADD CONSTRAINT no_restores CHECK (action <> 'restore')""")
+        contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+        plan = await transfer.plan_restore(service, contents)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await transfer.apply_restore(service, plan)
+        assert await service.store.primary.list() == []
+        await conn.execute('ALTER TABLE "LiteLLM_ClaudeOAuthAudit" DROP CONSTRAINT no_restores')
+    finally:
+        await conn.close()
+    result = await transfer.apply_restore(service, plan)
+    assert len(result.written) == 4
+    assert {e.user_id for e in await service.audit_trail(limit=10) if e.action == "restore"} == set(result.written)
+
+
 # -- a refresh that lands during a restore ----------------------------------------------------
 
 async def test_refresh_during_restore_keeps_the_newer_token(any_service, tmp_path, login, emulator):
