@@ -209,6 +209,7 @@ class BulkPaths:
         never commits without its trail (nor costs a round trip of its own)."""
         authors, wanted = authors or {}, expected or {}
         details = audit.details if audit is not None else {}
+        action, auditor = (audit.action, audit.actor) if audit is not None else (None, None)
         uids = [r.user_id for r in records]
         if len(set(uids)) != len(uids):
             raise StorageError("a user appears twice in one bulk write; nothing was written")
@@ -233,8 +234,7 @@ class BulkPaths:
                 # JIT-compiling this upsert costs more than running it (~0.3 s a batch).
                 await conn.execute(f"SET LOCAL jit = off; {BULK_CREATE}")
                 await conn.copy_records_to_table(BULK, records=rows, columns=names)
-                done = await conn.fetch(BULK_UPSERT, self.actor, expected is None,
-                                        audit and audit.action, audit and audit.actor)
+                done = await conn.fetch(BULK_UPSERT, self.actor, expected is None, action, auditor)
             return [row[0] for row in done]
 
         return await self.attempt(write, patience=self.write_patience)
