@@ -603,6 +603,23 @@ def test_pair_crypto_matches_one_by_one():
         ring.decrypt_pair([sealed_a[0]], [sealed_r[0]], ["u1"])
 
 
+def test_decoded_records_hold_floats_and_a_list_of_scopes_each():
+    """What a payload may hold (whole numbers, nulls, missing columns) becomes the record's own
+    types: times are floats, a null time stays null (expiry: 0), every record has its own list."""
+    from console.transfer.payload import decode_payload
+
+    columns = {"user_id": ["a", "b", "c"], "access_token": ["sk-ant-oat01-a", "sk-ant-oat01-b", "sk-ant-oat01-c"],
+               "expires_at": [1900000000, None, 1900000000.5], "scopes": [["user:inference"], None, None],
+               "created_at": [1800000000, 1800000000.25, None], "updated_by": ["x", None, "y"]}
+    contents = decode_payload(encode_payload(columns, "file", 1.0), "f", {})
+    a, b, c = contents.records
+    assert [type(r.expires_at) for r in (a, b, c)] == [float] * 3 and b.expires_at == 0.0
+    assert type(a.created_at) is float and c.created_at is None
+    assert (a.scopes, b.scopes, c.scopes) == (["user:inference"], [], []) and b.scopes is not c.scopes
+    assert (a.refresh_token, a.refresh_count, a.needs_login, a.source) == (None, 0, False, "")
+    assert contents.authors == {"a": (None, "x"), "b": (None, None), "c": (None, "y")}
+
+
 def test_json_strings_is_json():
     from console.transfer.payload import json_strings
 
