@@ -103,6 +103,8 @@ BULK_COLUMNS = (("user_id", "text"), ("expected", "bigint"),
                   for c in _SET_COLUMNS),
                 ("created_at", "float8"), ("updated_at", "float8"), ("last_used", "float8"),
                 ("created_by", "text"), ("updated_by", "text"), ("audit_detail", "text"))
+# Room for a batch of 5 000 rows (about 1 kB each) in memory: the upsert's transition tables.
+BULK_WORK_MEM = "32MB"
 BULK_CREATE = (f"CREATE TEMP TABLE IF NOT EXISTS {BULK} ("
                + ", ".join(f"{c} {t}" for c, t in BULK_COLUMNS) + ") ON COMMIT DELETE ROWS")
 # $1 actor (created/updated by when the row has none), $2 true: write whatever the versions,
