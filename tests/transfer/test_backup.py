@@ -292,6 +292,68 @@ async def test_unknown_overwrite_mode(file_service, tmp_path):
         await transfer.plan_restore(file_service, contents, overwrite="sometimes")
 
 
+# -- opening and planning at once ---------------------------------------------------------------
+
+async def test_open_and_plan_reads_the_store_while_the_key_is_derived(any_service, tmp_path, monkeypatch):
+    """The store is listed while the KDF runs (the listing is over before the key is), and the
+    plan is the one the two steps make in turn."""
+    import threading
+
+    from console.transfer import sealed
+
+    service = any_service
+    stored = await seed(service, make_records(8))
+    target = tmp_path / "b.ccbackup"
+    await transfer.backup(service, target, PASS, kdf=WEAK)
+    await service.store.delete("user00002")
+    await service.store.put_many([stored["user00005"].evolve(updated_at=stored["user00005"].updated_at - 100)])
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+    one_by_one = await transfer.plan_restore(service, contents, users=["user00002", "user00005", "ghost"])
+
+    listed = threading.Event()
+    primary, derive = service.store.primary, sealed.derive_key
+    real_list = primary.list
+
+    async def listing(secrets: bool = False):
+        found = await real_list(secrets)
+        listed.set()
+        return found
+
+    def deriving(*args):
+        assert listed.wait(10), "the store was not read while the key was derived"
+        return derive(*args)
+
+    monkeypatch.setattr(primary, "list", listing)
+    monkeypatch.setattr(sealed, "derive_key", deriving)
+    opened, plan = await transfer.open_and_plan(service, target, PASS, users=["user00002", "user00005", "ghost"],
+                                                allow_weak_kdf=True)
+    assert [r.user_id for r in opened.records] == [r.user_id for r in contents.records]
+    assert plan.to_dict() == one_by_one.to_dict()
+    assert {c.user_id: c.kind for c in plan.changes} == {"user00002": "new", "user00005": "older"}
+
+
+async def test_open_and_plan_fails_as_the_two_steps_would(file_service, tmp_path, monkeypatch):
+    """The file's error first (a wrong passphrase while the store is down too), then the store's;
+    a bad mode before any work."""
+    from console.errors import StorageError
+
+    service = file_service
+    await seed(service, make_records(3))
+    target = tmp_path / "b.ccbackup"
+    await transfer.backup(service, target, PASS, kdf=WEAK)
+
+    async def down(secrets: bool = False):
+        raise StorageError("the store is down")
+
+    monkeypatch.setattr(service.store.primary, "list", down)
+    with pytest.raises(UsageError, match="overwrite"):
+        await transfer.open_and_plan(service, target, PASS, overwrite="sometimes", allow_weak_kdf=True)
+    with pytest.raises(WrongPassphrase):
+        await transfer.open_and_plan(service, target, "not the passphrase", allow_weak_kdf=True)
+    with pytest.raises(StorageError, match="down"):
+        await transfer.open_and_plan(service, target, PASS, allow_weak_kdf=True)
+
+
 # -- the audit trail of a restore -----------------------------------------------------------
 
 async def test_restore_audits_exactly_the_users_it_wrote(any_service, tmp_path):
