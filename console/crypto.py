@@ -19,6 +19,7 @@ from .errors import ConfigError, CryptoError, NoKeyConfigured, UnknownKey
 PREFIX = "enc:v1:"
 _NONCE = 12
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 KEYGEN_COMMAND = (
     "python -c \"import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())\""
 )
@@ -245,24 +246,30 @@ class Keyring:
     def encrypt_pair(self, first: list[str | None], second: list[str | None], aads: list[str]
                      ) -> tuple[list[str | None], list[str | None]]:
         """``encrypt_many`` of two columns of the same users (a restore's access and refresh
-        tokens) in one pass, each user id encoded once."""
+        tokens) in one pass: each user id encoded once, every nonce cut from one ``urandom``
+        read, each value built as bytes and decoded once (a restore seals 200 000 tokens)."""
         seal, head = self._sealer()
-        urandom, b64 = os.urandom, base64.urlsafe_b64encode
+        prefix, b64, urlsafe = head.encode(), binascii.b2a_base64, _TO_URLSAFE
+        nonces = os.urandom(2 * _NONCE * len(aads))
         out_first: list[str | None] = []
         out_second: list[str | None] = []
         put_first, put_second = out_first.append, out_second.append
+        at = 0
         for a, b, user in zip(first, second, aads):
             aad = user.encode()
             if a:
-                nonce = urandom(_NONCE)
-                put_first(head + b64(nonce + seal(nonce, a.encode(), aad)).decode().rstrip("="))
+                nonce = nonces[at:at + _NONCE]
+                put_first((prefix + b64(nonce + seal(nonce, a.encode(), aad), newline=False)
+                           .translate(urlsafe).rstrip(b"=")).decode())
             else:
                 put_first(a)
             if b:
-                nonce = urandom(_NONCE)
-                put_second(head + b64(nonce + seal(nonce, b.encode(), aad)).decode().rstrip("="))
+                nonce = nonces[at + _NONCE:at + 2 * _NONCE]
+                put_second((prefix + b64(nonce + seal(nonce, b.encode(), aad), newline=False)
+                            .translate(urlsafe).rstrip(b"=")).decode())
             else:
                 put_second(b)
+            at += 2 * _NONCE
         return out_first, out_second
 
     def decrypt_many(self, values: list[str | None], aads: list[str]) -> list[str | None]:

@@ -138,15 +138,15 @@ def _print_plan(plan) -> None:
 
 
 def cmd_restore(args) -> int:
-    from ..transfer import apply_restore, check_source, open_backup, plan_restore, users_text
+    from ..transfer import apply_restore, check_source, open_and_plan, users_text
 
     check_source(args.file)  # before asking for a passphrase
     passphrase = _passphrase(args, confirm=False)
 
     async def body(service) -> int:
         progress = _progress_printer()
-        contents = await open_backup(args.file, passphrase, progress=progress)
-        plan = await plan_restore(service, contents, users=args.users, overwrite=args.overwrite)
+        _, plan = await open_and_plan(service, args.file, passphrase, users=args.users,
+                                      overwrite=args.overwrite, progress=progress)
         for uid in plan.missing:
             err(f"warning: user '{shown(uid)}' is not in the backup")
         if not args.json:

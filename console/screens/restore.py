@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
 
-from ..transfer import apply_restore, open_backup, plan_restore, users_text
+from ..transfer import apply_restore, open_and_plan, plan_restore, users_text
 from ..tokens import format_time
 from ..ui.messages import StageProgress, WorkFailed
 from ..ui.messages import reason as failure_reason
@@ -183,11 +183,13 @@ class RestoreScreen(Screen[None]):
     async def _plan(self, path: str | None, passphrase: str | None) -> None:
         service = self.app.service
         try:
-            contents = self.contents
-            if path is not None:
-                contents = await open_backup(path, passphrase, allow_weak_kdf=self.allow_weak_kdf,
-                                             progress=self._progress_poster)
-            plan = await plan_restore(service, contents, overwrite=self.overwrite)
+            if path is not None:   # the store is read while the key is derived
+                contents, plan = await open_and_plan(service, path, passphrase, overwrite=self.overwrite,
+                                                     allow_weak_kdf=self.allow_weak_kdf,
+                                                     progress=self._progress_poster)
+            else:
+                contents = self.contents
+                plan = await plan_restore(service, contents, overwrite=self.overwrite)
         except Exception as exc:
             self.post_message(self.Failed(failure_reason(exc)))
         else:

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Literal, Mapping
 
 from ..tokens import TokenRecord
 from .refresh_rule import RefreshRule
@@ -99,6 +99,21 @@ class AuditEvent:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AuditEvent":
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class BulkAudit:
+    """The audit events of a bulk write (a restore's): one per user written, ``details[user]``
+    its detail. The tier records them with the write itself, so no change lands unaudited
+    (PostgreSQL: in the same statement, from the users the upsert returns)."""
+
+    action: str
+    actor: str
+    details: Mapping[str, str]
+
+    def events(self, users: Iterable[str]) -> list[AuditEvent]:
+        now = time.time()
+        return [AuditEvent(self.action, uid, True, self.details.get(uid, ""), self.actor, now) for uid in users]
 
 
 @dataclass
@@ -247,7 +262,8 @@ class Tier:
         raise self._lacks("list in pages")
 
     async def put_many(self, records: list[TokenRecord], expected: dict[str, int] | None = None,
-                       authors: dict[str, tuple[str | None, str | None]] | None = None) -> list[str]:
+                       authors: dict[str, tuple[str | None, str | None]] | None = None,
+                       audit: BulkAudit | None = None) -> list[str]:
         raise self._lacks("take bulk writes")
 
     async def export_rows(self, users: list[str] | None = None) -> tuple[list[str], list]:

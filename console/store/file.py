@@ -22,7 +22,7 @@ from ..errors import CryptoError, NoKeyConfigured, StaleWrite, StorageCorrupt, S
 from ..tokens import HIDDEN, BadValue, TokenRecord, check_values, parse_expires_at
 from ..users import fix_command
 from .file_facts import FileFacts
-from .base import (AuditEvent, Changes, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN,
+from .base import (AuditEvent, BulkAudit, Changes, PendingLogin, RotationReport, Tier, TierHealth, UP, DOWN,
                    foreign_pending_error, warn_foreign_pending)
 from .fsutil import (FULL, async_file_lock, atomic_write, check_private_file, ensure_private_dir,
                      file_lock, sweep_temp_files, take_lock)
@@ -234,12 +234,13 @@ class FileTier(FileFacts, Tier):
             os.close(fd)
 
     async def put_many(self, records: list[TokenRecord], expected: dict[str, int] | None = None,
-                       authors: dict | None = None) -> list[str]:
+                       authors: dict | None = None, audit: BulkAudit | None = None) -> list[str]:
         """Bulk upsert in one rewrite (imports and restores); returns the users written.
 
         With ``expected``, a user is written only while its stored version still equals
         ``expected[user]`` (0: not stored), checked under the write lock: a refresh that
         landed in between is kept. ``authors`` (created/updated by) has no place in this file.
+        ``audit``: one event per user written, appended right after the rewrite.
         """
         def change(users: dict[str, Any]) -> list[str]:
             now = time.time()
@@ -256,7 +257,10 @@ class FileTier(FileFacts, Tier):
             return written
 
         async with self._rewriting():
-            return self._mutate(change)
+            written = self._mutate(change)
+        if audit is not None:
+            await self.append_audit_many(audit.events(written))
+        return written
 
     async def rotate_keys(self, *, batch: int = 500, progress=None, on_batch=None) -> RotationReport:
         """Re-encrypt every user's tokens to the first key, in one atomic rewrite (so ``batch``

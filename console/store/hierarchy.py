@@ -25,7 +25,7 @@ from typing import AsyncIterator
 from ..errors import StorageError, TierUnavailable
 from ..tokens import HIDDEN, TokenRecord
 from ..users import fix_command
-from .base import UP, AuditEvent, Changes, PendingLogin, Tier, TierHealth
+from .base import UP, AuditEvent, BulkAudit, Changes, PendingLogin, Tier, TierHealth
 
 _USER_ID = attrgetter("user_id")
 log = logging.getLogger("console.store")
@@ -256,13 +256,14 @@ class Hierarchy:
         return stored
 
     async def put_many(self, records: list[TokenRecord], expected: dict[str, int] | None = None,
-                       *, authors: dict | None = None) -> list[str]:
+                       *, authors: dict | None = None, audit: BulkAudit | None = None) -> list[str]:
         """Bulk write to the primary (restores): one transaction or one rewrite; returns the
         users written (with ``expected``, those whose version had not moved) and drops them
-        from the cache on every replica."""
+        from the cache on every replica. ``audit``: the tier that takes the write records an
+        event for each user written, with the write."""
         if not self.primary.CAN_PUT_MANY:
             raise StorageError(f"the {self.primary.name} tier cannot take bulk writes")
-        written = await self._write("put_many", records, expected, authors)
+        written = await self._write("put_many", records, expected, authors, audit)
         for uid in written:
             self._confirmed.pop(uid, None)
         await self.cache_drop_many(written)

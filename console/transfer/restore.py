@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, get_args
 
 from ..errors import BackupError, StorageError, UsageError
-from ..store.base import AuditEvent
+from ..store.base import BulkAudit, Tier
 from ..tokens import TokenRecord
 from ..users import USER_ID_MAX, shown
 from .files import check_source, size_text
@@ -154,14 +154,45 @@ def classify(backup: TokenRecord, stored: TokenRecord | None, overwrite: str) ->
     return Change(uid, kind, "replace" if replace else "keep", b_time, s_time, stored.version, reason)
 
 
-async def plan_restore(service: "AuthService", contents: BackupContents, *, users: list[str] | None = None,
-                       overwrite: str = "newer") -> RestorePlan:
-    """What a restore would change, against the primary tier as it is now (nothing is written)."""
+def _restorable(service: "AuthService", overwrite: str) -> Tier:
+    """The primary tier, once the mode is known and the tier can take a restore."""
     if overwrite not in OVERWRITE_MODES:
         raise UsageError(f"--overwrite {overwrite!r} is not one of {', '.join(OVERWRITE_MODES)}")
     primary = service.store.primary
     if not primary.CAN_PUT_MANY:
         raise StorageError(f"the {primary.name} tier cannot take a restore", hint="use the file or PostgreSQL store")
+    return primary
+
+
+async def plan_restore(service: "AuthService", contents: BackupContents, *, users: list[str] | None = None,
+                       overwrite: str = "newer") -> RestorePlan:
+    """What a restore would change, against the primary tier as it is now (nothing is written)."""
+    primary = _restorable(service, overwrite)
+    return _plan(contents, await primary.list(secrets=False), primary.name, users, overwrite)
+
+
+async def open_and_plan(service: "AuthService", path: str | Path, passphrase: str, *,
+                        users: list[str] | None = None, overwrite: str = "newer", allow_weak_kdf: bool = False,
+                        progress: Progress | None = None) -> tuple[BackupContents, RestorePlan]:
+    """``open_backup`` then ``plan_restore``, the store read while the key is derived: the
+    database lists every user while this process waits on the KDF. A failure is the one the
+    two steps would raise in turn (the file's first); a listing taken a moment before the file
+    is open is as safe as any plan, since every write checks the version the plan saw."""
+    primary = _restorable(service, overwrite)
+    listing = asyncio.ensure_future(primary.list(secrets=False))
+    try:
+        contents = await open_backup(path, passphrase, allow_weak_kdf=allow_weak_kdf, progress=progress)
+        stored = await listing
+    finally:
+        if not listing.done():
+            listing.cancel()
+        await asyncio.gather(listing, return_exceptions=True)
+    return contents, _plan(contents, stored, primary.name, users, overwrite)
+
+
+def _plan(contents: BackupContents, listed: list[TokenRecord], tier: str, users: list[str] | None,
+          overwrite: str) -> RestorePlan:
+    """Each user of the backup (or of ``users``) against the stored ones (``listed``)."""
     chosen = contents.records
     missing: list[str] = []
     wanted: set = set(users or ())
@@ -169,16 +200,17 @@ async def plan_restore(service: "AuthService", contents: BackupContents, *, user
         chosen = [r for r in contents.records if r.user_id in wanted]
         missing = sorted(wanted - {r.user_id for r in chosen})
     with bulk():
-        stored = {r.user_id: r for r in await primary.list(secrets=False)}
+        stored = {r.user_id: r for r in listed}
         changes = [classify(r, stored.get(r.user_id), overwrite) for r in chosen]
-    for uid, why in contents.refused:   # invalid ids or values: refused per user, never written
-        if users and uid not in wanted:
-            continue
-        changes.append(Change(shown(uid, USER_ID_MAX + 44), "invalid", "refuse", 0.0, reason=why))
-    changes.sort(key=lambda c: c.user_id)
-    return RestorePlan(path=contents.path, overwrite=overwrite, changes=changes,
-                       records={r.user_id: r for r in chosen}, authors=contents.authors, missing=missing,
-                       backup_created_at=contents.created_at, tier=primary.name)
+        for uid, why in contents.refused:   # invalid ids or values: refused per user, never written
+            if users and uid not in wanted:
+                continue
+            changes.append(Change(shown(uid, USER_ID_MAX + 44), "invalid", "refuse", 0.0, reason=why))
+        changes.sort(key=lambda c: c.user_id)
+        records = {r.user_id: r for r in chosen}
+    return RestorePlan(path=contents.path, overwrite=overwrite, changes=changes, records=records,
+                       authors=contents.authors, missing=missing, backup_created_at=contents.created_at,
+                       tier=tier)
 
 
 @dataclass
@@ -214,6 +246,7 @@ async def apply_restore(service: "AuthService", plan: RestorePlan, *, batch_size
     one_file = store.primary.REWRITES_WHOLE   # one rewrite of the whole file is its cheapest batch
     size = batch_size or (len(todo) or 1 if one_file else BATCH)
     where = Path(plan.path).name
+    details = {kind: f"from {where} ({text})" for kind, text in _RESTORE_DETAIL.items()}
     done = 0
 
     async def write(batch: list[Change]) -> None:
@@ -221,16 +254,14 @@ async def apply_restore(service: "AuthService", plan: RestorePlan, *, batch_size
         records = [plan.records[c.user_id] for c in batch]
         expected = {c.user_id: c.stored_version for c in batch}
         authors = {c.user_id: plan.authors[c.user_id] for c in batch if c.user_id in plan.authors}
-        written = await store.put_many(records, expected, authors=authors)
+        # Each user written is audited by the write itself (one statement on PostgreSQL).
+        audit = BulkAudit("restore", service.actor, {c.user_id: details[c.kind] for c in batch})
+        written = await store.put_many(records, expected, authors=authors, audit=audit)
         got = set(written)
         result.written.extend(written)
         result.changed_meanwhile.extend(c.user_id for c in batch if c.user_id not in got)
         for uid in written:
             service.forget(uid)
-        kinds = {c.user_id: c.kind for c in batch}
-        await store.append_audit_many([
-            AuditEvent("restore", uid, True, f"from {where} ({_RESTORE_DETAIL[kinds[uid]]})", service.actor)
-            for uid in written])
         result.batches += 1
         done += len(batch)
         progress("write", done, len(todo))

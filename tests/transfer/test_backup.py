@@ -292,6 +292,123 @@ async def test_unknown_overwrite_mode(file_service, tmp_path):
         await transfer.plan_restore(file_service, contents, overwrite="sometimes")
 
 
+# -- opening and planning at once ---------------------------------------------------------------
+
+async def test_open_and_plan_reads_the_store_while_the_key_is_derived(any_service, tmp_path, monkeypatch):
+    """The store is listed while the KDF runs (the listing is over before the key is), and the
+    plan is the one the two steps make in turn."""
+    import threading
+
+    from console.transfer import sealed
+
+    service = any_service
+    stored = await seed(service, make_records(8))
+    target = tmp_path / "b.ccbackup"
+    await transfer.backup(service, target, PASS, kdf=WEAK)
+    await service.store.delete("user00002")
+    await service.store.put_many([stored["user00005"].evolve(updated_at=stored["user00005"].updated_at - 100)])
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+    one_by_one = await transfer.plan_restore(service, contents, users=["user00002", "user00005", "ghost"])
+
+    listed = threading.Event()
+    primary, derive = service.store.primary, sealed.derive_key
+    real_list = primary.list
+
+    async def listing(secrets: bool = False):
+        found = await real_list(secrets)
+        listed.set()
+        return found
+
+    def deriving(*args):
+        assert listed.wait(10), "the store was not read while the key was derived"
+        return derive(*args)
+
+    monkeypatch.setattr(primary, "list", listing)
+    monkeypatch.setattr(sealed, "derive_key", deriving)
+    opened, plan = await transfer.open_and_plan(service, target, PASS, users=["user00002", "user00005", "ghost"],
+                                                allow_weak_kdf=True)
+    assert [r.user_id for r in opened.records] == [r.user_id for r in contents.records]
+    assert plan.to_dict() == one_by_one.to_dict()
+    assert {c.user_id: c.kind for c in plan.changes} == {"user00002": "new", "user00005": "older"}
+
+
+async def test_open_and_plan_fails_as_the_two_steps_would(file_service, tmp_path, monkeypatch):
+    """The file's error first (a wrong passphrase while the store is down too), then the store's;
+    a bad mode before any work."""
+    from console.errors import StorageError
+
+    service = file_service
+    await seed(service, make_records(3))
+    target = tmp_path / "b.ccbackup"
+    await transfer.backup(service, target, PASS, kdf=WEAK)
+
+    async def down(secrets: bool = False):
+        raise StorageError("the store is down")
+
+    monkeypatch.setattr(service.store.primary, "list", down)
+    with pytest.raises(UsageError, match="overwrite"):
+        await transfer.open_and_plan(service, target, PASS, overwrite="sometimes", allow_weak_kdf=True)
+    with pytest.raises(WrongPassphrase):
+        await transfer.open_and_plan(service, target, "not the passphrase", allow_weak_kdf=True)
+    with pytest.raises(StorageError, match="down"):
+        await transfer.open_and_plan(service, target, PASS, allow_weak_kdf=True)
+
+
+# -- the audit trail of a restore -----------------------------------------------------------
+
+async def test_restore_audits_exactly_the_users_it_wrote(any_service, tmp_path):
+    """One ``restore`` event per user written, saying what it did, by the service's actor; none
+    for a user kept because it changed after the plan, none for a user left as it was."""
+    service = any_service
+    stored = await seed(service, make_records(6))
+    target = tmp_path / "b.ccbackup"
+    await transfer.backup(service, target, PASS, kdf=WEAK)
+    await service.store.delete("user00001")                       # new: added
+    for uid in ("user00002", "user00003"):                        # older: replaced
+        await service.store.put_many([stored[uid].evolve(updated_at=stored[uid].updated_at - 100)])
+    contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+    plan = await transfer.plan_restore(service, contents)
+    assert {c.user_id: c.kind for c in plan.to_write} == {"user00001": "new", "user00002": "older",
+                                                         "user00003": "older"}
+    meanwhile = await service.store.primary.get("user00003")      # a write lands after the plan
+    await service.store.put(meanwhile.evolve(access_token="sk-ant-oat01-meanwhile"), meanwhile.version)
+    before = len(await service.audit_trail(limit=1000))
+
+    result = await transfer.apply_restore(service, plan, batch_size=2)
+    assert sorted(result.written) == ["user00001", "user00002"] and result.changed_meanwhile == ["user00003"]
+    trail = (await service.audit_trail(limit=1000))[:-before or None]
+    assert sorted((e.user_id, e.action, e.ok, e.detail, e.actor) for e in trail) == [
+        ("user00001", "restore", True, "from b.ccbackup (added)", service.actor),
+        ("user00002", "restore", True, "from b.ccbackup (replaced an older token)", service.actor)]
+
+
+async def test_restore_write_and_its_audit_commit_together(pg_service, tmp_path):
+    """On PostgreSQL a batch's audit rows are inserted by the statement that writes it: when
+    they cannot be, the batch is not written either (no change lands unaudited)."""
+    import asyncpg
+
+    service = pg_service
+    await seed(service, make_records(4))
+    target = tmp_path / "b.ccbackup"
+    await transfer.backup(service, target, PASS, kdf=WEAK)
+    await wipe(service)
+    conn = await asyncpg.connect(service.store.primary.dsn)
+    try:
+        await conn.execute("""ALTER TABLE "LiteLLM_ClaudeOAuthAudit"
+                              ADD CONSTRAINT no_restores CHECK (action <> 'restore')""")
+        contents = await transfer.open_backup(target, PASS, allow_weak_kdf=True)
+        plan = await transfer.plan_restore(service, contents)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await transfer.apply_restore(service, plan)
+        assert await service.store.primary.list() == []
+        await conn.execute('ALTER TABLE "LiteLLM_ClaudeOAuthAudit" DROP CONSTRAINT no_restores')
+    finally:
+        await conn.close()
+    result = await transfer.apply_restore(service, plan)
+    assert len(result.written) == 4
+    assert {e.user_id for e in await service.audit_trail(limit=10) if e.action == "restore"} == set(result.written)
+
+
 # -- a refresh that lands during a restore ----------------------------------------------------
 
 async def test_refresh_during_restore_keeps_the_newer_token(any_service, tmp_path, login, emulator):
@@ -546,6 +663,23 @@ def test_pair_crypto_matches_one_by_one():
     assert raw == ([v.encode() for v in access], [v if v is None else v.encode() for v in refresh])
     with pytest.raises(CryptoError, match="u1"):                # copied onto another user: refused
         ring.decrypt_pair([sealed_a[0]], [sealed_r[0]], ["u1"])
+
+
+def test_decoded_records_hold_floats_and_a_list_of_scopes_each():
+    """What a payload may hold (whole numbers, nulls, missing columns) becomes the record's own
+    types: times are floats, a null time stays null (expiry: 0), every record has its own list."""
+    from console.transfer.payload import decode_payload
+
+    columns = {"user_id": ["a", "b", "c"], "access_token": ["sk-ant-oat01-a", "sk-ant-oat01-b", "sk-ant-oat01-c"],
+               "expires_at": [1900000000, None, 1900000000.5], "scopes": [["user:inference"], None, None],
+               "created_at": [1800000000, 1800000000.25, None], "updated_by": ["x", None, "y"]}
+    contents = decode_payload(encode_payload(columns, "file", 1.0), "f", {})
+    a, b, c = contents.records
+    assert [type(r.expires_at) for r in (a, b, c)] == [float] * 3 and b.expires_at == 0.0
+    assert type(a.created_at) is float and c.created_at is None
+    assert (a.scopes, b.scopes, c.scopes) == (["user:inference"], [], []) and b.scopes is not c.scopes
+    assert (a.refresh_token, a.refresh_count, a.needs_login, a.source) == (None, 0, False, "")
+    assert contents.authors == {"a": (None, "x"), "b": (None, None), "c": (None, "y")}
 
 
 def test_json_strings_is_json():

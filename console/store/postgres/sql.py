@@ -102,15 +102,19 @@ BULK_COLUMNS = (("user_id", "text"), ("expected", "bigint"),
                        "needs_login": "boolean"}.get(c, "float8" if c in _TIMES else "text"))
                   for c in _SET_COLUMNS),
                 ("created_at", "float8"), ("updated_at", "float8"), ("last_used", "float8"),
-                ("created_by", "text"), ("updated_by", "text"))
+                ("created_by", "text"), ("updated_by", "text"), ("audit_detail", "text"))
+# Room for a batch of 5 000 rows (about 1 kB each) in memory: the upsert's transition tables.
+BULK_WORK_MEM = "32MB"
 BULK_CREATE = (f"CREATE TEMP TABLE IF NOT EXISTS {BULK} ("
                + ", ".join(f"{c} {t}" for c, t in BULK_COLUMNS) + ") ON COMMIT DELETE ROWS")
-# $1 actor (created/updated by when the row has none), $2 true: write whatever the versions.
+# $1 actor (created/updated by when the row has none), $2 true: write whatever the versions,
+# $3 the audit action (NULL: none) and $4 its actor: an audit row for each user written, with
+# its row's audit_detail, in the same statement (the change and its trail commit together).
 BULK_UPSERT = f"""WITH u AS (
     INSERT INTO {USERS} AS u (user_id, user_email, claude_oauth_enabled, claude_oauth_connected_at)
     SELECT user_id, account_email, TRUE, now() FROM {BULK}
     {_USER_ON_CONFLICT}
-)
+), w AS (
 INSERT INTO {TOKENS} AS t (user_id, {", ".join(_SET_COLUMNS)}, created_at, updated_at, last_used,
     created_by, updated_by, version)
 SELECT b.user_id, {", ".join(f"to_timestamp(b.{c})" if c in _TIMES else f"b.{c}" for c in _SET_COLUMNS)},
@@ -122,7 +126,13 @@ ON CONFLICT (user_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in _S
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, last_used = EXCLUDED.last_used,
     created_by = EXCLUDED.created_by, updated_by = EXCLUDED.updated_by, version = t.version + 1
 WHERE $2 OR t.version = EXCLUDED.version - 1
-RETURNING t.user_id"""
+RETURNING t.user_id
+), a AS (
+    INSERT INTO {AUDIT} (ts, user_id, action, ok, detail, actor)
+    SELECT now(), w.user_id, $3, TRUE, COALESCE(b.audit_detail, ''), $4
+    FROM w JOIN {BULK} b ON b.user_id = w.user_id WHERE $3::text IS NOT NULL
+)
+SELECT user_id FROM w"""
 
 # Rows as stored (tokens encrypted) with their authors, for backups; $1 the users or NULL: all.
 EXPORT = f"""SELECT user_id, access_token_encrypted, refresh_token_encrypted, {_TAIL},
