@@ -767,10 +767,15 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         if self._streaming:   # the heap is made once, at the first tick after the listing
             self._edges_due.append((uids, changed, expires, now))
         else:
-            self._edges += self._edges_of(zip(uids, changed, expires), now)
+            edges = self._edges_of(zip(uids, changed, expires), now)
             if moved:   # the entries of rows that changed would pile up
                 self._edges = [e for e in self._edges if records.get(e[2]) is e[3]]
-            heapify(self._edges)
+            if len(edges) > len(self._edges):
+                self._edges += edges
+                heapify(self._edges)
+            else:   # a few rows against a large heap: pushing them is cheaper than a heapify
+                for edge in edges:
+                    heappush(self._edges, edge)
         # Sort the new rows by the first part of their keys alone (floats, ints or strings all
         # of one type compare in C), then once more by the whole keys: that pass only puts
         # ties in place and merges the new run into the rows already sorted, in linear time.
@@ -1157,13 +1162,13 @@ class BoardView(ScrollView, can_focus=True, inherit_bindings=False):
         new, old = Size(self.size.width, rows + 1), self.virtual_size
         if new == old:
             return
-        bar = self._vertical_scrollbar
-        if (old.width != new.width or bar is None or not self.show_vertical_scrollbar
+        if (old.width != new.width or not self.show_vertical_scrollbar
                 or min(old.height, new.height) <= self.container_size.height):
             self.virtual_size = new
             self.call_after_refresh(self._scroll_to_cursor)   # the offset's range is known after it
             return
         self.set_reactive(ScrollView.virtual_size, new)
+        bar = self.vertical_scrollbar
         bar.window_virtual_size = new.height
         bar.refresh()
         if self.scroll_y > self.max_scroll_y:
