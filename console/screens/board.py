@@ -108,7 +108,7 @@ class WorkDone(Message):
 
 
 FIRST_PAGE = 1000         # users in the first listing page: painted at once
-PAGE_SIZE = 50000         # users per later page (each applied in about 0.1 s)
+PAGE_SIZE = 50000         # users per later page (each applied in 0.1-0.2 s while the UI waits)
 POLL_COST_FACTOR = 4.0    # wait at least this many times as long as the last poll took
 WATCH_EVERY = 0.5         # a store that says what changed is asked this often (changes show within 1 s)
 USAGE_EVERY = 15.0        # stored usage and plan written since the last read are read this often
